@@ -1,0 +1,159 @@
+"""Small GLM-ASR models built from config: the demo checkpoint's recipe and the test models.
+
+They use the real classes (``GlmAsrForConditionalGeneration``, ``GlmAsrProcessor``) with a
+character tokenizer whose special tokens and chat template reproduce the real model's prompt:
+
+    <|user|>\\n<|begin_of_audio|><|pad|>×N<|end_of_audio|><|user|>\\n{instruction}<|assistant|>\\n
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models
+from transformers import (
+    GlmAsrConfig,
+    GlmAsrForConditionalGeneration,
+    GlmAsrProcessor,
+    PreTrainedTokenizerFast,
+    WhisperFeatureExtractor,
+)
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",  # eos
+    "<|user|>",
+    "<|assistant|>",
+    "<|begin_of_audio|>",
+    "<|end_of_audio|>",
+    "<|pad|>",  # the audio placeholder, as in the real model
+    "<|unk|>",
+    "<|padding|>",  # text padding; must differ from eos
+]
+
+# Same shape as the real model's template: the audio comes before the instruction.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{ '<|user|>\\n' }}"
+    "{%- for c in message['content'] -%}"
+    "{%- if c['type'] == 'audio' -%}{{ '<|begin_of_audio|><|pad|><|end_of_audio|><|user|>\\n' }}"
+    "{%- elif c['type'] == 'text' -%}{{ c['text'] }}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ '<|assistant|>\\n' }}"
+    "{%- for c in message['content'] -%}{{ c['text'] }}{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\\n' }}{%- endif -%}"
+)
+
+DEFAULT_INSTRUCTION = "Please transcribe this audio into text"
+
+# Printable ASCII covers the instruction and English transcripts; the extra characters are the
+# Mandarin digits and a little CJK punctuation.
+BASE_CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
+CJK_CHARS = list("零一二三四五六七八九十百千万两，。？！")
+
+
+def build_char_tokenizer(extra_chars: Iterable[str] = CJK_CHARS) -> PreTrainedTokenizerFast:
+    """A character tokenizer with the real model's special tokens (ids 0..7)."""
+    chars: list[str] = []
+    for ch in [*BASE_CHARS, *extra_chars]:
+        if ch not in chars:
+            chars.append(ch)
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for ch in chars:
+        vocab.setdefault(ch, len(vocab))
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>", fuse_unk=True))
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token="<|endoftext|>",
+        pad_token="<|padding|>",
+        unk_token="<|unk|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:6],
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build_processor(
+    tokenizer: PreTrainedTokenizerFast | None = None, chunk_length: int = 30
+) -> GlmAsrProcessor:
+    """A ``GlmAsrProcessor`` with a 128-bin Whisper front end and ``chunk_length``-second windows.
+
+    ``chunk_length`` must be an even number of seconds (the encoder merges 4 frames after a
+    stride-2 convolution, so a full window must hold a multiple of 8 mel frames).
+    """
+    if chunk_length % 2:
+        raise ValueError("chunk_length must be an even number of seconds")
+    fe = WhisperFeatureExtractor(
+        feature_size=128,
+        sampling_rate=16000,
+        hop_length=160,
+        chunk_length=chunk_length,
+        n_fft=400,
+        return_attention_mask=True,
+    )
+    tok = tokenizer or build_char_tokenizer()
+    return GlmAsrProcessor(
+        feature_extractor=fe,
+        tokenizer=tok,
+        chat_template=CHAT_TEMPLATE,
+        default_transcription_prompt=DEFAULT_INSTRUCTION,
+    )
+
+
+def build_config(
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    audio_hidden: int = 128,
+    audio_layers: int = 2,
+    audio_heads: int = 4,
+    text_hidden: int = 64,
+    text_layers: int = 2,
+    text_heads: int = 4,
+    text_kv_heads: int = 2,
+    text_intermediate: int | None = None,
+) -> GlmAsrConfig:
+    """A small ``GlmAsrConfig`` (the real architecture at reduced width and depth)."""
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    return GlmAsrConfig(
+        audio_config={
+            "model_type": "glmasr_encoder",
+            "hidden_size": audio_hidden,
+            # The projector reshapes 4 frames x hidden into intermediate_size: must be 4 x hidden.
+            "intermediate_size": 4 * audio_hidden,
+            "num_hidden_layers": audio_layers,
+            "num_attention_heads": audio_heads,
+            "num_mel_bins": 128,
+        },
+        text_config={
+            "model_type": "llama",
+            "vocab_size": len(tokenizer),
+            "hidden_size": text_hidden,
+            "intermediate_size": text_intermediate or 3 * text_hidden,
+            "num_hidden_layers": text_layers,
+            "num_attention_heads": text_heads,
+            "num_key_value_heads": text_kv_heads,
+            "max_position_embeddings": 4096,
+            "eos_token_id": [eos],
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": None,
+        },
+        audio_token_id=tokenizer.convert_tokens_to_ids("<|pad|>"),
+    )
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerFast, seed: int = 0, **sizes: int
+) -> GlmAsrForConditionalGeneration:
+    """A randomly initialised small model (deterministic for a seed)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = GlmAsrForConditionalGeneration(build_config(tokenizer, **sizes))
+    model.generation_config.eos_token_id = model.config.text_config.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return model

@@ -1,0 +1,139 @@
+"""Records that flow between pipeline stages, and the public caption event (schema v1).
+
+Times are seconds of *stream audio* (the 16 kHz sample clock of the input), never wall time,
+except ``wall_time`` which says when an event was emitted on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SAMPLE_RATE = 16_000
+"""Every stage after the input works on 16 kHz mono float32."""
+
+SCHEMA_VERSION = 1
+
+EventType = Literal["partial", "final", "status"]
+
+
+@dataclass(frozen=True, slots=True)
+class CaptionEvent:
+    """One caption event: the same JSON object on the websocket, in the journal and from
+    ``transcribe --format jsonl``. Published as ``assets/caption-event.schema.json``.
+
+    Fields:
+        type: ``partial`` (may still change), ``final`` (never revised) or ``status``.
+        seq: sequence number, strictly increasing over a session (finals and partials alike).
+        utterance: id of the utterance (VAD segment) the caption belongs to; -1 for status.
+        start: start of the utterance, seconds of stream audio.
+        end: end of the audio the caption covers, seconds of stream audio.
+        committed: text that will not change any more (for a final: all of it).
+        tentative: text after ``committed`` that may still change (empty for a final).
+        text: ``committed`` and ``tentative`` joined the way they read.
+        audio_clock: stream audio time when the event was emitted (for latency).
+        wall_time: Unix time when the event was emitted.
+        status: for status events, a short machine-readable code (``behind``, ``worker_error``...).
+        message: for status events, a human-readable line.
+    """
+
+    type: EventType
+    seq: int
+    utterance: int
+    start: float
+    end: float
+    committed: str
+    tentative: str
+    text: str
+    audio_clock: float
+    wall_time: float
+    status: str | None = None
+    message: str | None = None
+    v: int = field(default=SCHEMA_VERSION)
+
+    @property
+    def is_final(self) -> bool:
+        return self.type == "final"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.type != "status":
+            d.pop("status")
+            d.pop("message")
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CaptionEvent:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_json(cls, line: str) -> CaptionEvent:
+        return cls.from_dict(json.loads(line))
+
+
+def join_text(committed: str, tentative: str) -> str:
+    """Join committed and tentative text the way it reads (no space between CJK characters)."""
+    if not committed:
+        return tentative
+    if not tentative:
+        return committed
+    if committed[-1].isspace() or tentative[0].isspace():
+        return committed + tentative
+    if _is_cjk(committed[-1]) or _is_cjk(tentative[0]):
+        return committed + tentative
+    return committed + " " + tentative
+
+
+def _is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return (
+        0x3000 <= o <= 0x9FFF
+        or 0xF900 <= o <= 0xFAFF
+        or 0xFF00 <= o <= 0xFFEF
+        or 0x20000 <= o <= 0x2FA1F
+    )
+
+
+def is_cjk(ch: str) -> bool:
+    """True for Han characters, CJK punctuation and full-width forms."""
+    return _is_cjk(ch)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStart:
+    """The segmenter saw speech begin. ``sample`` includes the pre-roll (absolute 16 kHz index)."""
+
+    utterance: int
+    sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnd:
+    """The segmenter closed an utterance at ``sample`` (exclusive, absolute 16 kHz index).
+
+    ``forced`` is True when the utterance was split because it reached the maximum length.
+    """
+
+    utterance: int
+    sample: int
+    forced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AudioGap:
+    """Samples that were lost (overflow, dead device) before absolute index ``sample``.
+
+    Stages never glue audio across a gap silently: an open utterance ends at a gap.
+    """
+
+    sample: int
+    missing: int
+    reason: str
+
+
+SegmentRecord = SpeechStart | SpeechEnd

@@ -1,0 +1,199 @@
+"""Synthetic test speech with espeak-ng: the demo model's training data, test audio, benchmarks.
+
+Words are rendered one at a time (cached) and joined with chosen gaps, so every word's start
+and end sample is known exactly: latency and VAD benchmarks need that ground truth.
+Needs the ``espeak-ng`` program (Debian: ``apt-get install espeak-ng``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from glmasr_live.errors import GlmAsrLiveError
+from glmasr_live.events import SAMPLE_RATE
+
+EN_WORDS = (
+    "zero one two three four five six seven eight nine "
+    "hello yes no stop go left right up down start open close red green blue please thank you next back"
+).split()
+"""The demo model's English vocabulary: digits and twenty command words (30 words)."""
+
+CJK_DIGITS = list("零一二三四五六七八九")
+"""Mandarin (``cmn``) and Cantonese (``yue``) digits, written as characters."""
+
+EN_BASES = ["en", "en-us", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-us-nyc", "en-gb-scotland",
+            "en-gb-x-gbcwmd"]
+TRAIN_EN_BASES = EN_BASES[:6]
+HELDOUT_EN_BASES = EN_BASES[6:]
+TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "klatt", "klatt2", "croak", "whisper",
+                  "max", "steph", "robert"]
+HELDOUT_VARIANTS = ["m7", "f4", "whisperf", "klatt4", "anika"]
+WHISPER_VARIANTS = {"whisper", "whisperf"}
+
+
+@dataclass(frozen=True)
+class Voice:
+    """An espeak-ng voice: language, variant (``m3``, ``whisper``...), speed (wpm) and pitch."""
+
+    lang: str = "en"
+    variant: str = ""
+    speed: int = 160
+    pitch: int = 50
+
+    @property
+    def name(self) -> str:
+        return f"{self.lang}+{self.variant}" if self.variant else self.lang
+
+    @property
+    def is_cjk(self) -> bool:
+        return self.lang in ("cmn", "yue")
+
+    @property
+    def whispered(self) -> bool:
+        return self.variant in WHISPER_VARIANTS
+
+
+def require_espeak() -> str:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise GlmAsrLiveError("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
+    return exe
+
+
+@functools.lru_cache(maxsize=8192)
+def _render_cached(text: str, voice: Voice) -> np.ndarray:
+    exe = require_espeak()
+    fd, path = tempfile.mkstemp(suffix=".wav")
+    os.close(fd)
+    try:
+        subprocess.run(
+            [exe, "-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch), "-w", path, text],
+            check=True,
+            capture_output=True,
+        )
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    finally:
+        os.unlink(path)
+    mono = audio.mean(axis=1)
+    out = soxr.resample(mono, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else mono
+    out = trim_silence(out.astype(np.float32))
+    out.setflags(write=False)
+    return out
+
+
+def render(text: str, voice: Voice) -> np.ndarray:
+    """Speech for ``text`` at 16 kHz, leading and trailing silence trimmed (a copy)."""
+    return _render_cached(text, voice).copy()
+
+
+def trim_silence(x: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
+    idx = np.flatnonzero(np.abs(x) > threshold * max(1e-9, float(np.abs(x).max())) * 10)
+    if idx.size == 0:
+        return x[:0]
+    return x[idx[0] : idx[-1] + 1]
+
+
+def rms_dbfs(x: np.ndarray) -> float:
+    r = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    return 20 * np.log10(max(r, 1e-12))
+
+
+def set_level(x: np.ndarray, dbfs: float, active: np.ndarray | None = None) -> np.ndarray:
+    """Scale ``x`` so that the RMS of ``active`` (default: all of ``x``) is ``dbfs`` dB full scale."""
+    ref = x if active is None else active
+    gain = 10 ** ((dbfs - rms_dbfs(ref)) / 20)
+    return (x * gain).astype(np.float32)
+
+
+def noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS stationary noise: ``white``, ``pink`` or ``brown``."""
+    w = rng.standard_normal(n)
+    if kind == "white":
+        y = w
+    else:
+        spec = np.fft.rfft(w)
+        f = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+        f[0] = f[1] if n > 1 else 1.0
+        spec = spec / (np.sqrt(f) if kind == "pink" else f)
+        y = np.fft.irfft(spec, n)
+    y = y - y.mean()
+    return (y / max(float(np.sqrt(np.mean(y**2))), 1e-12)).astype(np.float32)
+
+
+def add_noise(x: np.ndarray, speech_dbfs: float, snr_db: float, kind: str, rng: np.random.Generator):
+    """Add ``kind`` noise at ``speech_dbfs - snr_db`` dBFS RMS."""
+    level = 10 ** ((speech_dbfs - snr_db) / 20)
+    return (x + noise(kind, len(x), rng) * level).astype(np.float32)
+
+
+@dataclass
+class Utterance:
+    """Rendered speech with its transcript and the sample span of every word."""
+
+    audio: np.ndarray
+    text: str
+    words: list[str] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    voice: Voice = field(default_factory=Voice)
+
+
+def join_words(words: list[str], cjk: bool) -> str:
+    return "".join(words) if cjk else " ".join(words)
+
+
+def word_utterance(
+    words: list[str],
+    voice: Voice,
+    rng: np.random.Generator,
+    gap_s: tuple[float, float] = (0.04, 0.22),
+    long_pause_p: float = 0.12,
+    long_pause_s: tuple[float, float] = (0.35, 0.9),
+) -> Utterance:
+    """Render ``words`` one at a time and join them with random gaps (occasionally a long pause)."""
+    pieces: list[np.ndarray] = []
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for i, w in enumerate(words):
+        if i:
+            g = rng.uniform(*long_pause_s) if rng.random() < long_pause_p else rng.uniform(*gap_s)
+            gap = np.zeros(int(g * SAMPLE_RATE), np.float32)
+            pieces.append(gap)
+            pos += len(gap)
+        a = _render_cached(w, voice)
+        pieces.append(a)
+        spans.append((pos, pos + len(a)))
+        pos += len(a)
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return Utterance(audio.astype(np.float32), join_words(words, voice.is_cjk), list(words), spans, voice)
+
+
+def random_words(rng: np.random.Generator, n: int, cjk: bool) -> list[str]:
+    vocab = CJK_DIGITS if cjk else EN_WORDS
+    return [vocab[int(i)] for i in rng.integers(0, len(vocab), n)]
+
+
+def random_voice(rng: np.random.Generator, heldout: bool = False, lang: str | None = None) -> Voice:
+    """A random voice from the training set of voices, or from the held-out set."""
+    if lang is None:
+        lang = "en"
+    if lang in ("cmn", "yue"):
+        variants = ["", "m3", "f2", "whisper"] if not heldout else ["m7", "f4"]
+        base = lang
+    else:
+        base = str(rng.choice(HELDOUT_EN_BASES if heldout else TRAIN_EN_BASES))
+        variants = HELDOUT_VARIANTS if heldout else TRAIN_VARIANTS
+    variant = str(rng.choice(variants))
+    return Voice(base, variant, int(rng.integers(120, 200)), int(rng.integers(25, 75)))
+
+
+def write_wav(path: str | os.PathLike[str], audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    sf.write(str(path), np.clip(audio, -1, 1), rate, subtype="PCM_16")
