@@ -91,12 +91,7 @@ def join_text(committed: str, tentative: str) -> str:
 
 def _is_cjk(ch: str) -> bool:
     o = ord(ch)
-    return (
-        0x3000 <= o <= 0x9FFF
-        or 0xF900 <= o <= 0xFAFF
-        or 0xFF00 <= o <= 0xFFEF
-        or 0x20000 <= o <= 0x2FA1F
-    )
+    return 0x3000 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF or 0x20000 <= o <= 0x2FA1F
 
 
 def is_cjk(ch: str) -> bool:
@@ -137,3 +132,47 @@ class AudioGap:
 
 
 SegmentRecord = SpeechStart | SpeechEnd
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    """A snapshot of the live pipeline for status displays, emitted a few times per second.
+
+    Fields:
+        audio_clock: seconds of stream audio captured so far.
+        level_dbfs: input level (RMS of the last ~100 ms) in dBFS.
+        speech: the segmenter's state (True while inside an utterance).
+        gain_db: gain the segmenter applies to quiet speech before the VAD.
+        step_ms: wall time of the last model step.
+        rtf: model time / audio time over the last steps (below 1 keeps up with real time).
+        latency_s: stream audio clock minus the end of the audio the last caption covered.
+        dropped_samples: input samples lost so far (overflows, device gaps).
+        skipped_partials: partial jobs the worker skipped because it fell behind.
+        subscribers: websocket subscribers connected.
+        paused: capture paused by the user.
+    """
+
+    audio_clock: float = 0.0
+    level_dbfs: float = -120.0
+    speech: bool = False
+    gain_db: float = 0.0
+    step_ms: float = 0.0
+    rtf: float = 0.0
+    latency_s: float = 0.0
+    dropped_samples: int = 0
+    skipped_partials: int = 0
+    subscribers: int = 0
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What a live session runs with, for the status bar and start-up messages."""
+
+    input_name: str = ""
+    input_rate: int = SAMPLE_RATE
+    model: str = ""
+    device: str = "cpu"
+    dtype: str = "float32"
+    ws_url: str | None = None
+    transcripts: tuple[str, ...] = ()

@@ -30,12 +30,36 @@ EN_WORDS = (
 CJK_DIGITS = list("零一二三四五六七八九")
 """Mandarin (``cmn``) and Cantonese (``yue``) digits, written as characters."""
 
-EN_BASES = ["en", "en-us", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-us-nyc", "en-gb-scotland",
-            "en-gb-x-gbcwmd"]
+EN_BASES = [
+    "en",
+    "en-us",
+    "en-gb-x-rp",
+    "en-029",
+    "en-gb-x-gbclan",
+    "en-us-nyc",
+    "en-gb-scotland",
+    "en-gb-x-gbcwmd",
+]
 TRAIN_EN_BASES = EN_BASES[:6]
 HELDOUT_EN_BASES = EN_BASES[6:]
-TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "klatt", "klatt2", "croak", "whisper",
-                  "max", "steph", "robert"]
+TRAIN_VARIANTS = [
+    "",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "f1",
+    "f2",
+    "f3",
+    "klatt",
+    "klatt2",
+    "croak",
+    "whisper",
+    "max",
+    "steph",
+    "robert",
+]
 HELDOUT_VARIANTS = ["m7", "f4", "whisperf", "klatt4", "anika"]
 WHISPER_VARIANTS = {"whisper", "whisperf"}
 
