@@ -146,13 +146,26 @@ def build_config(
 
 
 def build_tiny_model(
-    tokenizer: PreTrainedTokenizerFast, seed: int = 0, **sizes: int
+    tokenizer: PreTrainedTokenizerFast, seed: int = 0, spread: float | None = None, **sizes: int
 ) -> GlmAsrForConditionalGeneration:
-    """A randomly initialised small model (deterministic for a seed)."""
+    """A randomly initialised small model (deterministic for a seed).
+
+    With the default initialisation a random model emits one token forever, which makes every
+    equality test pass trivially; ``spread`` (e.g. 1.0) re-draws the matrices with a larger
+    scale so that the output is varied and depends on the audio.
+    """
+    import math
+
     import torch
 
     torch.manual_seed(seed)
     model = GlmAsrForConditionalGeneration(build_config(tokenizer, **sizes))
+    if spread:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if p.dim() >= 2:
+                    std = spread if "embed" in name else spread * 8 / math.sqrt(p.shape[-1])
+                    p.normal_(0.0, std)
     model.generation_config.eos_token_id = model.config.text_config.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()

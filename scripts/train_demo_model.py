@@ -1,0 +1,367 @@
+"""Train the bundled demo model: a tiny GLM-ASR on synthetic espeak-ng speech (not run by CI).
+
+    python scripts/train_demo_model.py --out assets/demo-model            # ~50 min on 2 CPU cores
+    python scripts/train_demo_model.py --out /tmp/dm --steps 200 --quick   # smoke test
+
+The model is the real ``GlmAsrForConditionalGeneration`` at reduced size with a character
+tokenizer whose special tokens and chat template reproduce the real prompt. Training feeds it
+exactly what the streaming decoder feeds it: each utterance cut into windows that are encoded
+independently (at the processor's fixed window length, or at random pauses), padded to the
+window length, or padded only to the longest window of the batch (``--encoder-padding none``).
+
+Lessons baked in: a CTC head on the encoder output (training only, weight 0.5) keeps teacher
+forcing from stalling; the prompt is masked out of the loss; silence and noise alone are taught
+to give an empty transcript. Seeded: the same arguments give the same checkpoint on the same
+machine and library versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from glmasr_live import synth
+from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model
+from glmasr_live.events import SAMPLE_RATE
+
+CHUNK_S = 6  # demo window length (s): even, so a full window is a whole number of audio tokens
+SIZES = dict(
+    audio_hidden=144,
+    audio_layers=3,
+    audio_heads=4,
+    text_hidden=160,
+    text_layers=3,
+    text_heads=4,
+    text_kv_heads=2,
+    text_intermediate=480,
+)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+@dataclass
+class Clip:
+    audio: np.ndarray
+    text: str
+    spans: list[tuple[int, int]]
+    whispered: bool
+
+
+def _render_job(args: tuple[str, synth.Voice]) -> tuple[str, synth.Voice, np.ndarray]:
+    text, voice = args
+    return text, voice, synth.render(text, voice)
+
+
+def render_bank(rng: np.random.Generator, n_en_voices: int, n_cjk_voices: int, n_sentences: int):
+    """Render every vocabulary word for a set of random training voices, plus whole sentences."""
+    voices_en = [synth.random_voice(rng) for _ in range(n_en_voices)]
+    voices_cjk = [synth.random_voice(rng, lang=lang) for lang in ("cmn", "yue") for _ in range(n_cjk_voices)]
+    jobs = [(w, v) for v in voices_en for w in synth.EN_WORDS]
+    jobs += [(w, v) for v in voices_cjk for w in synth.CJK_DIGITS]
+    sentences = []
+    for _ in range(n_sentences):
+        cjk = rng.random() < 0.2
+        v = (
+            voices_cjk[int(rng.integers(len(voices_cjk)))]
+            if cjk
+            else voices_en[int(rng.integers(len(voices_en)))]
+        )
+        words = synth.random_words(rng, int(rng.integers(2, 12)), cjk)
+        sentences.append((words, v))
+        # espeak reads a comma as a short pause: natural coarticulated speech with pauses
+        jobs.append((", ".join(words) if not cjk else "，".join(words), v))
+    with mp.Pool(2) as pool:
+        rendered = pool.map(_render_job, jobs, chunksize=32)
+    table = {(t, v): a for t, v, a in rendered}
+    return voices_en, voices_cjk, table, sentences
+
+
+class Synthesizer:
+    """Builds random training utterances from the rendered bank."""
+
+    def __init__(self, bank, rng: np.random.Generator):
+        self.voices_en, self.voices_cjk, self.table, self.sentences = bank
+        self.rng = rng
+
+    def _words_clip(self) -> Clip:
+        rng = self.rng
+        cjk = rng.random() < 0.18
+        voice = (self.voices_cjk if cjk else self.voices_en)[
+            int(rng.integers(len(self.voices_cjk if cjk else self.voices_en)))
+        ]
+        dur = rng.uniform(0.6, 5.0) if rng.random() < 0.7 else rng.uniform(5.0, 14.0)
+        n = max(1, int(dur / (0.35 if cjk else 0.55)))
+        words = synth.random_words(rng, n, cjk)
+        pieces, spans, pos = [], [], 0
+        for i, w in enumerate(words):
+            if i:
+                g = rng.uniform(0.3, 0.9) if rng.random() < 0.12 else rng.uniform(0.03, 0.22)
+                k = int(g * SAMPLE_RATE)
+                pieces.append(np.zeros(k, np.float32))
+                pos += k
+            a = self.table[(w, voice)]
+            pieces.append(a)
+            spans.append((pos, pos + len(a)))
+            pos += len(a)
+        return Clip(np.concatenate(pieces), synth.join_words(words, cjk), spans, voice.whispered)
+
+    def _sentence_clip(self) -> Clip:
+        words, voice = self.sentences[int(self.rng.integers(len(self.sentences)))]
+        text_in = "，".join(words) if voice.is_cjk else ", ".join(words)
+        a = self.table[(text_in, voice)]
+        return Clip(a.copy(), synth.join_words(words, voice.is_cjk), [(0, len(a))], voice.whispered)
+
+    def sample(self) -> tuple[np.ndarray, str, list[tuple[int, int]]]:
+        rng = self.rng
+        if rng.random() < 0.08:  # silence or noise alone -> empty transcript
+            n = int(rng.uniform(0.5, 10) * SAMPLE_RATE)
+            if rng.random() < 0.3:
+                return np.zeros(n, np.float32), "", []
+            kind = str(rng.choice(["white", "pink", "brown"]))
+            return synth.noise(kind, n, rng) * 10 ** (rng.uniform(-70, -35) / 20), "", []
+        clip = self._sentence_clip() if rng.random() < 0.3 else self._words_clip()
+        lead = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
+        trail = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
+        audio = np.concatenate([np.zeros(lead, np.float32), clip.audio, np.zeros(trail, np.float32)])
+        spans = [(s + lead, e + lead) for s, e in clip.spans]
+        level = rng.uniform(-50, -18)
+        speech = audio[spans[0][0] : spans[-1][1]]
+        audio = synth.set_level(audio, level, active=speech)
+        if rng.random() < 0.6:
+            kind = str(rng.choice(["white", "pink", "brown"]))
+            audio = synth.add_noise(audio, level, rng.uniform(10, 35), kind, rng)
+        return audio, clip.text, spans
+
+
+def split_points(n: int, spans: list[tuple[int, int]], rng: np.random.Generator, win: int) -> list[int]:
+    """Window boundaries: fixed every ``win`` samples (as the processor cuts), or at random pauses."""
+    if rng.random() < 0.45 or len(spans) < 2:
+        return list(range(win, n, win))
+    cuts, last = [], 0
+    gaps = [(spans[i][1] + spans[i + 1][0]) // 2 for i in range(len(spans) - 1)]
+    for g in gaps:
+        if g - last >= win:  # forced cut, the decoder's 30 s (here: window) limit
+            cuts.append(last + win)
+            last = last + win
+        if rng.random() < 0.25 and g - last > SAMPLE_RATE // 2:
+            cuts.append(g)
+            last = g
+    while n - last > win:
+        last += win
+        cuts.append(last)
+    return cuts
+
+
+# ---------------------------------------------------------------------------- batching
+
+
+class Batcher:
+    def __init__(self, processor, synthesizer: Synthesizer, rng: np.random.Generator):
+        self.proc = processor
+        self.fe = processor.feature_extractor
+        self.tok = processor.tokenizer
+        self.syn = synthesizer
+        self.rng = rng
+        self.win = CHUNK_S * SAMPLE_RATE
+        text = processor.apply_transcription_request(np.zeros(SAMPLE_RATE, np.float32), tokenize=False)[0]
+        head, tail = text.split(processor.audio_token)
+        self.head = self.tok(head, add_special_tokens=False).input_ids
+        self.tail = self.tok(tail, add_special_tokens=False).input_ids
+        self.audio_id = processor.audio_token_id
+        self.eos = self.tok.convert_tokens_to_ids("<|endoftext|>")
+        self.pad = self.tok.pad_token_id
+
+    @staticmethod
+    def tokens_for(frames: int) -> int:
+        n = (frames + 2 - 2 - 1) // 1 + 1
+        n = (n + 2 - 2 - 1) // 2 + 1
+        return (n - 4) // 4 + 1
+
+    def batch(self, size: int):
+        full_pad = self.rng.random() < 0.5  # else pad only to the batch's longest window
+        chunks, per_sample, texts = [], [], []
+        for _ in range(size):
+            audio, text, spans = self.syn.sample()
+            cuts = [0, *split_points(len(audio), spans, self.rng, self.win), len(audio)]
+            ws = [audio[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+            chunks.extend(ws)
+            per_sample.append(len(ws))
+            texts.append(text)
+        longest = max(len(c) for c in chunks)
+        unit = 8 * self.fe.hop_length  # 8 mel frames: keeps conv + 4-frame merge exact
+        target = self.win if full_pad else min(self.win, -(-longest // unit) * unit)
+        feats = self.fe(
+            chunks,
+            sampling_rate=SAMPLE_RATE,
+            padding="max_length",
+            max_length=target,
+            truncation=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        mask = feats["attention_mask"]
+        ntok = [self.tokens_for(int(m.sum())) for m in mask]
+        seqs, labels, k = [], [], 0
+        for n_w, text in zip(per_sample, texts, strict=True):
+            n_audio = sum(ntok[k : k + n_w])
+            k += n_w
+            prompt = self.head + [self.audio_id] * n_audio + self.tail
+            answer = self.tok(text, add_special_tokens=False).input_ids + [self.eos]
+            seqs.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad)
+        lab = torch.full((len(seqs), width), -100)
+        att = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, (s, lb) in enumerate(zip(seqs, labels, strict=True)):
+            ids[i, : len(s)] = torch.tensor(s)
+            lab[i, : len(s)] = torch.tensor(lb)
+            att[i, : len(s)] = 1
+        # CTC targets: the transcript's character ids, per sample, over all its windows' frames
+        ctc_targets = [torch.tensor(self.tok(t, add_special_tokens=False).input_ids) for t in texts]
+        return dict(
+            input_features=feats["input_features"],
+            input_features_mask=mask,
+            input_ids=ids,
+            attention_mask=att,
+            labels=lab,
+            per_sample=per_sample,
+            ctc_targets=ctc_targets,
+        )
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int):
+    core = model.model
+    enc = core.audio_tower(b["input_features"]).last_hidden_state  # (W, T/2, H) at 50 frames/s
+    w = enc.shape[0]
+    audio = core.multi_modal_projector(enc.reshape(w, -1, model.config.audio_config.intermediate_size))
+    frames = b["input_features_mask"].sum(-1)
+    enc_len = (frames - 1) // 2 + 1
+    post = (enc_len - 4) // 4 + 1
+    valid = torch.arange(audio.shape[1])[None, :] < post[:, None]
+    audio_tokens = audio[valid]
+    emb = core.language_model.get_input_embeddings()(b["input_ids"])
+    place = (b["input_ids"] == model.config.audio_token_id).unsqueeze(-1).expand_as(emb)
+    emb = emb.masked_scatter(place, audio_tokens.to(emb.dtype))
+    hidden = core.language_model(inputs_embeds=emb, attention_mask=b["attention_mask"]).last_hidden_state
+    logits = model.lm_head(hidden)
+    lm_loss = nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), b["labels"][:, 1:].reshape(-1), ignore_index=-100
+    )
+    # CTC over each sample's concatenated valid encoder frames
+    logp = ctc_head(enc).log_softmax(-1)
+    seqs, lens, k = [], [], 0
+    for n_w in b["per_sample"]:
+        parts = [logp[k + j, : int(enc_len[k + j])] for j in range(n_w)]
+        k += n_w
+        seq = torch.cat(parts)
+        seqs.append(seq)
+        lens.append(seq.shape[0])
+    padded = nn.utils.rnn.pad_sequence(seqs)  # (T, B, V)
+    tg = b["ctc_targets"]
+    ctc = nn.functional.ctc_loss(
+        padded,
+        torch.cat(tg) if tg else torch.zeros(0, dtype=torch.long),
+        torch.tensor(lens),
+        torch.tensor([len(t) for t in tg]),
+        blank=ctc_blank,
+        zero_infinity=True,
+    )
+    return lm_loss, ctc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("assets/demo-model"))
+    ap.add_argument("--steps", type=int, default=2400)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    bank = render_bank(rng, 8 if args.quick else 90, 2 if args.quick else 10, 50 if args.quick else 1500)
+    print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
+
+    tok = build_char_tokenizer()
+    proc = build_processor(tok, chunk_length=CHUNK_S)
+    model = build_tiny_model(tok, seed=args.seed, **SIZES)
+    model.train()
+    ctc_head = nn.Linear(SIZES["audio_hidden"], len(tok) + 1)
+    params = list(model.parameters()) + list(ctc_head.parameters())
+    print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warm = min(300, args.steps // 10 + 1)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        p = (step - warm) / max(1, args.steps - warm)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    batcher = Batcher(proc, Synthesizer(bank, rng), rng)
+    t0 = time.time()
+    ema_lm = ema_ctc = None
+    for step in range(args.steps):
+        b = batcher.batch(args.batch)
+        lm, ctc = forward_losses(model, ctc_head, b, ctc_blank=len(tok))
+        loss = lm + 0.5 * ctc
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        ema_lm = lm.item() if ema_lm is None else 0.98 * ema_lm + 0.02 * lm.item()
+        ema_ctc = ctc.item() if ema_ctc is None else 0.98 * ema_ctc + 0.02 * ctc.item()
+        if step % 50 == 0 or step == args.steps - 1:
+            el = time.time() - t0
+            print(
+                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"{el / (step + 1):.2f}s/step  eta {el / (step + 1) * (args.steps - step - 1) / 60:.1f} min",
+                flush=True,
+            )
+        if step and step % 600 == 0:
+            save(model, proc, args.out, {"steps": step, "seed": args.seed})
+    save(model, proc, args.out, {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr})
+    print(f"saved to {args.out} after {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+def save(model, proc, out: Path, meta: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    vocab = {
+        "english_words": synth.EN_WORDS,
+        "cjk_digits": synth.CJK_DIGITS,
+        "languages": ["en", "cmn", "yue"],
+        "window_seconds": CHUNK_S,
+        "utterance_seconds": [1, 15],
+        "levels_dbfs": [-50, -20],
+        "training": meta,
+    }
+    (out / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1) + "\n")
+    model.train()
+
+
+if __name__ == "__main__":
+    main()
