@@ -11,6 +11,8 @@ The decoder is a pure stage: fed audio, stepped, no threads, no clock except ste
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +26,18 @@ from glmasr_live.asr.engine import AsrEngine
 from glmasr_live.events import SAMPLE_RATE
 
 Padding = Literal["full", "none"]
+
+
+@functools.cache
+def _cache_kw(lm_type: type) -> str:
+    # transformers 5.2x renamed ``past_key_values`` to ``cache``; accept both releases.
+    return "cache" if "cache" in inspect.signature(lm_type.forward).parameters else "past_key_values"
+
+
+def run_lm(lm: Any, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+    """Extend ``cache`` with ``embeds``; the last hidden states."""
+    out = lm(inputs_embeds=embeds, use_cache=True, **{_cache_kw(type(lm)): cache})
+    return out.last_hidden_state
 
 
 @dataclass(frozen=True)
@@ -272,8 +286,7 @@ class StreamingDecoder:
 
     def _prefill(self, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         self.stats.prefill_tokens += int(embeds.shape[1])
-        out = self._lm(inputs_embeds=embeds, past_key_values=cache, use_cache=True)
-        return out.last_hidden_state
+        return run_lm(self._lm, embeds, cache)
 
     def _collect(self) -> np.ndarray:
         if self._chunks:
@@ -373,13 +386,11 @@ class StreamingDecoder:
                 break
             out.append(tok)
             self.stats.decoded_tokens += 1
-            if guard is not None and guard.loop_start(forced + out) is not None:
-                cut = guard.loop_start(forced + out) or 0
-                return out[: max(0, cut - len(forced))]
+            loop = guard.loop_start(forced + out) if guard is not None else None
+            if loop is not None:
+                return out[: max(0, loop - len(forced))]
             nxt = self._embed(torch.tensor([[tok]], device=self.engine.device))
-            hidden = self._lm(
-                inputs_embeds=nxt, past_key_values=self._cache, use_cache=True
-            ).last_hidden_state
+            hidden = run_lm(self._lm, nxt, self._cache)
         return out
 
     def _commit(self, ids: list[int], final: bool) -> list[int]:
@@ -431,7 +442,7 @@ def reference_hypothesis(
         embeds = torch.cat(pieces)[None]
         cache = DynamicCache()
         lm = engine.model.model.language_model
-        hidden = lm(inputs_embeds=embeds, past_key_values=cache, use_cache=True).last_hidden_state
+        hidden = run_lm(lm, embeds, cache)
         out: list[int] = []
         for _ in range(budget):
             tok = int(engine.model.lm_head(hidden[:, -1]).argmax(-1))
@@ -439,5 +450,5 @@ def reference_hypothesis(
                 break
             out.append(tok)
             nxt = embed(torch.tensor([[tok]], device=dev))
-            hidden = lm(inputs_embeds=nxt, past_key_values=cache, use_cache=True).last_hidden_state
+            hidden = run_lm(lm, nxt, cache)
     return out

@@ -1,0 +1,134 @@
+"""Streaming decoder exactness: the caches change nothing (tiny random models, float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glmasr_live.asr.agreement import LocalAgreement, agreed_prefix_units, split_units
+from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings, find_pause, reference_hypothesis
+
+SR = 16000
+
+
+def _bursty(seconds: float, seed: int) -> np.ndarray:
+    """Noise bursts (0.4-1.2 s) separated by clear pauses (0.3-0.6 s), like words and phrases."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while sum(len(x) for x in out) < seconds * SR:
+        out.append((rng.standard_normal(int(rng.uniform(0.4, 1.2) * SR)) * 0.1).astype(np.float32))
+        out.append(np.zeros(int(rng.uniform(0.3, 0.6) * SR), np.float32))
+    return np.concatenate(out)[: int(seconds * SR)]
+
+
+def _run(decoder: StreamingDecoder, audio: np.ndarray, step: int, check=None):
+    decoder.start()
+    hyps = []
+    for i in range(0, len(audio), step):
+        decoder.feed(audio[i : i + step])
+        forced = list(decoder._committed_ids) if decoder.settings.commit else []
+        h = decoder.step()
+        if check:
+            check(h, forced)
+        hyps.append(h)
+    return hyps
+
+
+@pytest.mark.parametrize(("seed", "padding"), [(0, "full"), (1, "full"), (2, "none")])
+def test_cached_step_equals_from_scratch_at_every_step(tiny_engine_factory, seed, padding):
+    engine = tiny_engine_factory(seed=seed, chunk_length=4)
+    settings = StreamingSettings(encoder_padding=padding, min_block_s=1.5, step_tokens=6)
+    dec = StreamingDecoder(engine, settings)
+    audio = _bursty(7.0, seed)
+    checked = []
+
+    def check(h, forced):
+        bounds = dec.block_bounds
+        budget = len(h.ids) - len(forced)
+        ref = reference_hypothesis(engine, audio[: h.end_sample], bounds, forced, budget, padding)
+        assert list(h.ids) == forced + ref
+        checked.append(len(bounds))
+
+    _run(dec, audio, SR // 2, check)
+    assert max(checked) >= 2, "the test audio must make the decoder close blocks"
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_commit_off_window_blocks_final_equals_generate(tiny_engine_factory, seed):
+    engine = tiny_engine_factory(seed=seed, chunk_length=4)
+    audio = _bursty(10.0, seed + 10)
+    dec = StreamingDecoder(engine, StreamingSettings(commit=False, close_blocks="window"))
+    _run(dec, audio, 7000)
+    final = dec.finish(max_new_tokens=40)
+    offline = engine.transcribe([audio], max_new_tokens=40)[0]
+    assert len(set(offline.token_ids)) > 3
+    assert final.ids == offline.token_ids
+    assert final.committed == offline.text
+
+
+def test_commit_off_pause_blocks_final_equals_offline_same_bounds(tiny_engine_factory):
+    engine = tiny_engine_factory(seed=5, chunk_length=4)
+    audio = _bursty(11.0, 7)
+    dec = StreamingDecoder(engine, StreamingSettings(commit=False, min_block_s=1.5))
+    _run(dec, audio, SR // 2)
+    bounds = dec.block_bounds
+    assert len(bounds) >= 2
+    final = dec.finish(max_new_tokens=40)
+    assert list(final.ids) == reference_hypothesis(engine, audio, bounds, [], 40)
+
+
+def test_each_closed_block_encoded_once_prefix_prefilled_once(tiny_engine_factory):
+    engine = tiny_engine_factory(seed=1, chunk_length=4)
+    dec = StreamingDecoder(engine, StreamingSettings(min_block_s=1.5))
+    audio = _bursty(12.0, 3)
+    hyps = _run(dec, audio, SR // 2)
+    closed = len(dec.block_bounds)
+    assert closed >= 2
+    # one encoder run per step (the open block) + exactly one per closed block
+    assert dec.stats.encoder_calls == len(hyps) + closed
+    assert all(n == 1 for n in dec.stats.prefix_prefills.values())
+    assert set(dec.stats.prefix_prefills) == {"head", *(f"block{i}" for i in range(closed))}
+    dec.finish()
+    # the next utterance reuses the head's cache instead of prefilling it again
+    _run(dec, audio[: 2 * SR], SR // 2)
+    assert dec.stats.prefix_prefills["head"] == 1
+
+
+def test_committed_text_only_grows_and_final_starts_with_it(tiny_engine_factory):
+    engine = tiny_engine_factory(seed=2, chunk_length=4)
+    dec = StreamingDecoder(engine, StreamingSettings(min_block_s=1.5))
+    hyps = _run(dec, _bursty(8.0, 4), SR // 2)
+    prev = ""
+    for h in hyps:
+        assert h.committed.startswith(prev)
+        prev = h.committed
+    final = dec.finish()
+    assert final.committed.startswith(prev)
+
+
+def test_find_pause_locates_gap():
+    a = np.concatenate([np.ones(SR) * 0.1, np.zeros(SR // 2), np.ones(SR) * 0.1]).astype(np.float32)
+    a += np.random.default_rng(0).standard_normal(len(a)).astype(np.float32) * 1e-4
+    p = find_pause(a, 0, len(a), 0.2)
+    assert p is not None and SR < p < SR + SR // 2
+
+
+def test_local_agreement_words_and_cjk():
+    la = LocalAgreement(2)
+    assert la.update("hello") == ""
+    assert la.update("hello one") == "hello"
+    assert la.update("hello one two") == "hello one"
+    la = LocalAgreement(2)
+    la.update("三五")
+    assert la.update("三五七") == "三五"
+    assert split_units("hi 你好 there") == [(0, 2), (3, 4), (4, 5), (6, 11)]
+    assert agreed_prefix_units(["Hello, world", "hello world!"]) == 2
+
+
+def test_commit_never_splits_multibyte_character():
+    # A byte-level tokenizer can end a hypothesis in the middle of a character's bytes; the
+    # decoder only commits id prefixes that decode to whole agreed units.
+    from glmasr_live.asr.streaming import _ends_on_unit
+
+    assert _ends_on_unit("三五七", 2)
+    assert not _ends_on_unit("hello world", 3)
