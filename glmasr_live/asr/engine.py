@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import AutoProcessor, GlmAsrForConditionalGeneration, StoppingCriteria, StoppingCriteriaList
+from transformers.utils import logging as hf_logging
 
 from glmasr_live.asr.repetition import RepetitionGuard
+from glmasr_live.asr_defaults import DEFAULT_MODEL
 from glmasr_live.errors import ConfigError, ModelLoadError
 from glmasr_live.events import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "zai-org/GLM-ASR-Nano-2512"
 DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
 DTYPES = {
     "float32": torch.float32,
@@ -137,6 +138,10 @@ def load_model_and_processor(model: str, device: torch.device, dtype: torch.dtyp
 
 
 def _load(path: str, device: torch.device, dtype: torch.dtype, local_files_only: bool) -> tuple[Any, Any]:
+    if local_files_only:
+        hf_logging.disable_progress_bar()  # nothing to download: no bars on stderr
+    else:
+        hf_logging.enable_progress_bar()
     processor = AutoProcessor.from_pretrained(path, local_files_only=local_files_only)
     model = GlmAsrForConditionalGeneration.from_pretrained(
         path, dtype=dtype, local_files_only=local_files_only

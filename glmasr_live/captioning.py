@@ -1,0 +1,63 @@
+"""Hypotheses → caption events: sequence numbers, stream times, status events (pure)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from glmasr_live.events import SAMPLE_RATE, CaptionEvent, join_text
+
+
+class HypothesisLike(Protocol):
+    committed: str
+    tentative: str
+    end_sample: int
+    final: bool
+
+
+@dataclass
+class CaptionBuilder:
+    """Numbers events and puts them on the stream clock.
+
+    ``next_seq`` continues a journal's numbering after a restart; ``wall`` is the wall clock
+    (time.time) used for the ``wall_time`` field only.
+    """
+
+    next_seq: int = 0
+    wall: Callable[[], float] = time.time
+
+    def _seq(self) -> int:
+        s = self.next_seq
+        self.next_seq += 1
+        return s
+
+    def caption(
+        self, utterance: int, start_sample: int, hyp: HypothesisLike, audio_clock: float
+    ) -> CaptionEvent:
+        start = start_sample / SAMPLE_RATE
+        end = (start_sample + hyp.end_sample) / SAMPLE_RATE
+        if hyp.final:
+            text = join_text(hyp.committed, hyp.tentative).strip()
+            return CaptionEvent(
+                "final", self._seq(), utterance, start, end, text, "", text, audio_clock, self.wall()
+            )
+        return CaptionEvent(
+            "partial",
+            self._seq(),
+            utterance,
+            start,
+            end,
+            hyp.committed,
+            hyp.tentative,
+            join_text(hyp.committed, hyp.tentative),
+            audio_clock,
+            self.wall(),
+        )
+
+    def status(self, code: str, message: str, audio_clock: float) -> CaptionEvent:
+        return CaptionEvent(
+            "status", self._seq(), -1, audio_clock, audio_clock, "", "", "", audio_clock, self.wall(),
+            status=code, message=message,
+        )  # fmt: skip

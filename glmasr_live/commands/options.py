@@ -1,0 +1,84 @@
+"""Option groups shared by several subcommands (model, streaming decoder, VAD)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from glmasr_live.errors import ConfigError
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return v
+
+
+def unit_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text!r}")
+    return v
+
+
+def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
+    from glmasr_live.asr_defaults import DEFAULT_MODEL
+
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=default_model or DEFAULT_MODEL,
+        help="hub id, local directory, or 'demo' for the bundled demo model (default: %(default)s)",
+    )
+    g.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16", "float64"],
+        help="auto: bfloat16 on GPU, float32 on CPU",
+    )
+    g.add_argument("--prompt", default=None, help="instruction text (default: the model's own)")
+
+
+def engine_settings(args: argparse.Namespace, warmup: bool = True) -> Any:
+    from glmasr_live.asr.engine import EngineSettings
+
+    return EngineSettings(
+        model=args.model, device=args.device, dtype=args.dtype, prompt=args.prompt, warmup=warmup
+    )
+
+
+def add_streaming_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("streaming")
+    g.add_argument(
+        "--encoder-padding",
+        choices=["full", "none"],
+        default="full",
+        help="full: pad blocks to the model's window as upstream; none: true length (faster)",
+    )
+    g.add_argument("--interval", type=positive_float, default=0.5, help="seconds between partial captions")
+    g.add_argument("--agreement", type=int, default=2, help="LocalAgreement-n: hypotheses that must agree")
+    g.add_argument(
+        "--vad-sensitivity", type=unit_float, default=0.5, help="0 (strict) .. 1 (catch everything)"
+    )
+
+
+def streaming_settings(args: argparse.Namespace) -> Any:
+    from glmasr_live.asr.streaming import StreamingSettings
+
+    if args.agreement < 1:
+        raise ConfigError("--agreement must be at least 1")
+    return StreamingSettings(agreement=args.agreement, encoder_padding=args.encoder_padding)
+
+
+def segmenter_settings(args: argparse.Namespace) -> Any:
+    from glmasr_live.audio.segmenter import SegmenterSettings
+
+    return SegmenterSettings.from_sensitivity(args.vad_sensitivity)
