@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from glmasr_live.captions.broadcast import BroadcastSettings, CaptionServer
 from glmasr_live.events import CaptionEvent
@@ -49,7 +50,7 @@ def percentile(values: list[float], q: float) -> float:
 async def subscribers_main(url: str, count: int) -> None:
     from websockets.asyncio.client import connect
 
-    latencies: list[float] = []
+    latencies: list[tuple[int, float]] = []
     ready = 0
 
     async def one() -> None:
@@ -64,7 +65,7 @@ async def subscribers_main(url: str, count: int) -> None:
                 event = json.loads(message)
                 if event["type"] == "status":
                     return
-                latencies.append(now - event["wall_time"])
+                latencies.append((event["seq"], now - event["wall_time"]))
 
     sem = asyncio.Semaphore(64)  # connect in waves so that the SYN backlog never overflows
 
@@ -75,6 +76,61 @@ async def subscribers_main(url: str, count: int) -> None:
         await task
 
     await asyncio.gather(*(gated() for _ in range(count)))
+    print(json.dumps(latencies), flush=True)
+
+
+def raw_subscribers_main(url: str, count: int) -> None:
+    """Lean subscribers: plain sockets and one selector, timestamps taken at recv().
+
+    Measures when an event reaches the subscriber's socket, without the per-message cost of
+    an asyncio client library in one shared process (which otherwise dominates the figures).
+    """
+    import selectors
+
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.http11 import Response
+    from websockets.uri import parse_uri
+
+    uri = parse_uri(url)
+    sel = selectors.DefaultSelector()
+    protos: dict[int, ClientProtocol] = {}
+    for _ in range(count):
+        sock = socket.create_connection((uri.host, uri.port))
+        proto = ClientProtocol(uri)
+        proto.send_request(proto.connect())
+        for data in proto.data_to_send():
+            sock.sendall(data)
+        while not any(isinstance(e, Response) for e in proto.events_received()):
+            proto.receive_data(sock.recv(4096))
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ)
+        protos[sock.fileno()] = proto
+    print("ready", flush=True)
+    latencies: list[tuple[int, float]] = []
+    open_socks = count
+    while open_socks:
+        burst = []
+        for key, _ in sel.select():
+            sock = cast(socket.socket, key.fileobj)
+            burst.append((sock, time.time(), sock.recv(1 << 16)))
+        for sock, now, data in burst:  # parse after the whole burst: recv times stay honest
+            proto = protos[sock.fileno()]
+            proto.receive_data(data) if data else proto.receive_eof()
+            for e in proto.events_received():
+                if isinstance(e, Frame) and e.opcode is Opcode.TEXT:
+                    event = json.loads(bytes(e.data))
+                    if event["type"] == "status":
+                        sel.unregister(sock)
+                        sock.close()
+                        open_socks -= 1
+                        break
+                    if event["type"] != "hello":
+                        latencies.append((event["seq"], now - event["wall_time"]))
+            else:
+                for out in proto.data_to_send():  # pongs
+                    if out:
+                        sock.sendall(out)
     print(json.dumps(latencies), flush=True)
 
 
@@ -154,18 +210,25 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         CaptionEvent("status", args.events, -1, 0, 0, "", "", "", 0, time.time(), "bench_end", "done")
     )
 
-    latencies: list[float] = []
+    pairs: list[tuple[int, float]] = []
     for p in procs:
         assert p.stdout is not None
-        latencies += json.loads(await p.stdout.readline())
+        pairs += json.loads(await p.stdout.readline())
         await p.wait()
     await server.close()
     if stuck:
         stuck.close()
-    assert len(latencies) == args.subscribers * args.events, "a subscriber missed events"
+    assert len(pairs) == args.subscribers * args.events, "a subscriber missed events"
+    latencies = [lat for _, lat in pairs]
+    by_event: dict[int, list[float]] = {}
+    for seq, lat in pairs:
+        by_event.setdefault(seq, []).append(lat)
+    first = [min(v) for v in by_event.values()]
+    last = [max(v) for v in by_event.values()]
     return {
         "subscribers": args.subscribers,
         "subscriber_processes": args.procs,
+        "reader": args.reader,
         "stuck_subscriber": bool(stuck),
         "events": args.events,
         "rate_per_s": args.rate,
@@ -174,6 +237,8 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         "latency_p50_ms": round(percentile(latencies, 0.50) * 1e3, 2),
         "latency_p99_ms": round(percentile(latencies, 0.99) * 1e3, 2),
         "latency_max_ms": round(max(latencies) * 1e3, 2),
+        "first_subscriber_p50_ms": round(percentile(first, 0.5) * 1e3, 2),
+        "last_subscriber_p50_ms": round(percentile(last, 0.5) * 1e3, 2),
         "publish_fanout_p50_ms": round(percentile(fanout, 0.50) * 1e3, 2),
         "publish_fanout_p99_ms": round(percentile(fanout, 0.99) * 1e3, 2),
         "server_rss_delta_mib": round((rss_after - rss_before) / 2**20, 2),
@@ -192,8 +257,17 @@ def main() -> None:
     ap.add_argument("--no-stuck", dest="stuck", action="store_false", help="no never-reading subscriber")
     ap.add_argument("--ping", type=float, default=2.0, help="server ping interval and timeout, s")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument(
+        "--reader",
+        choices=("websockets", "raw"),
+        default="websockets",
+        help="subscriber implementation: websockets asyncio clients, or lean sockets + selector",
+    )
     ap.add_argument("--client", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.client and args.reader == "raw":
+        raw_subscribers_main(args.client, args.subscribers)
+        return
     if args.client:
         asyncio.run(subscribers_main(args.client, args.subscribers))
         return
