@@ -1,0 +1,325 @@
+"""The live pipeline: wires the stages and owns the threads.
+
+    source thread(s) ──► RingBuffer ──► segmenter thread ──► JobMailbox ──► ASR worker thread
+                                                                                  │
+                        sinks (websocket, transcripts, TUI, stdout, API) ◄── CaptionHub (asyncio)
+
+Python API::
+
+    from glmasr_live.config import PipelineSettings
+    from glmasr_live.pipeline import LivePipeline
+
+    with LivePipeline(PipelineSettings(input="talk.wav", model="demo", ws=None)) as live:
+        for event in live.events():          # until the input ends
+            if event.type == "final":
+                print(event.text)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from glmasr_live.audio.ringbuffer import RingBuffer
+from glmasr_live.audio.segmenter import Segmenter, SegmenterSettings
+from glmasr_live.captioning import CaptionBuilder
+from glmasr_live.captions.hub import CaptionHub, EventQueue, FinalsWriterThread
+from glmasr_live.config import PipelineSettings
+from glmasr_live.errors import ConfigError
+from glmasr_live.events import SAMPLE_RATE, CaptionEvent, PipelineStats, SessionInfo, SpeechEnd, SpeechStart
+from glmasr_live.session import Listener
+
+log = logging.getLogger(__name__)
+
+FRAME = SAMPLE_RATE * 30 // 1000
+STATS_EVERY = SAMPLE_RATE // 5  # a stats snapshot per 200 ms of audio
+KEEP_BEHIND = 6 * SAMPLE_RATE  # audio kept before the segmenter's position (late-confirmed onsets)
+
+
+def build_source(s: PipelineSettings) -> Any:
+    """The audio source the settings ask for (validated now: bad input fails before the model loads)."""
+    from glmasr_live.audio.sources import FileSource, StdinSource
+
+    if s.input == "-":
+        return StdinSource(fmt=s.stdin_format, rate=s.stdin_rate, channels=s.stdin_channels)
+    if s.input:
+        from glmasr_live.audio.decode import load_audio
+
+        load_audio(s.input)  # one clear line for a missing, empty or broken file
+        return FileSource(s.input, realtime=s.realtime)
+    from glmasr_live.audio.capture import CaptureSettings, MicrophoneSource, find_input_device
+
+    device = s.input_device
+    spec: str | int | None = int(device) if device and device.isdigit() else device
+    dev = find_input_device(spec)  # DeviceError with the list of devices
+    return MicrophoneSource(CaptureSettings(device=dev.index))
+
+
+class LivePipeline:
+    """A running live session (implements ``glmasr_live.session.LiveSession``)."""
+
+    def __init__(self, settings: PipelineSettings, *, engine: Any = None, source: Any = None) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._source = source
+        self.hub = CaptionHub()
+        self.ring = RingBuffer.for_seconds(settings.ring_seconds)
+        self.server: Any = None
+        self.writer: FinalsWriterThread | None = None
+        self.worker: Any = None
+        self.finals: list[CaptionEvent] = []
+        self._paused = threading.Event()
+        self._stopping = threading.Event()
+        self._done = threading.Event()
+        self._seg_thread = threading.Thread(target=self._segment_loop, name="segmenter", daemon=True)
+        self._segmenter: Segmenter | None = None
+        self._last_latency = 0.0
+        self._info = SessionInfo(model=settings.model)
+        self._started = False
+        self._queues: list[EventQueue] = []
+        self.hub.add_sink(self._keep_final)
+
+    # ------------------------------------------------------------------ LiveSession
+
+    @property
+    def info(self) -> SessionInfo:
+        return self._info
+
+    def subscribe(self, listener: Listener) -> None:
+        self.hub.add_sink(listener)
+
+    def events(self) -> Iterator[CaptionEvent]:
+        """Caption events until the session ends. Call before ``start`` to miss none."""
+        q = EventQueue()
+        self._queues.append(q)
+        self.hub.add_sink(q)
+        if self._done.is_set():
+            q.close()
+        return iter(q)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def set_paused(self, paused: bool) -> None:
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+        self.ring.wake()
+
+    def save_transcript(self, path: Path) -> Path:
+        from glmasr_live.captions.transcripts import write_transcript
+
+        self.hub.drain()
+        return write_transcript(list(self.finals), path)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Open outputs, check the input, load the model, start every thread.
+
+        Raises a ``GlmAsrLiveError`` (one line for the user) for bad settings or input.
+        """
+        from glmasr_live.asr.engine import AsrEngine, EngineSettings
+        from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings
+        from glmasr_live.asr.worker import AsrWorker, JobMailbox
+        from glmasr_live.captions.transcripts import TranscriptWriter
+
+        s = self.settings
+        if s.encoder_padding not in ("full", "none"):
+            raise ConfigError(f"encoder padding {s.encoder_padding!r}: use full or none")
+        hostport = s.ws_host_port()
+        writer = TranscriptWriter(s.transcripts) if s.transcripts else None
+        builder = CaptionBuilder(next_seq=writer.next_seq if writer else 0)
+        if self._source is None:
+            self._source = build_source(s)
+        engine_settings = EngineSettings(model=s.model, device=s.device, dtype=s.dtype, prompt=s.prompt)
+        if self._engine is None:
+            self._engine = AsrEngine(engine_settings)
+        engine = self._engine
+        streaming = StreamingSettings(agreement=s.agreement, encoder_padding=s.encoder_padding)  # type: ignore[arg-type]
+
+        def make_decoder() -> Any:
+            return StreamingDecoder(engine, streaming, instruction=s.prompt)
+
+        self.hub.start()
+        if hostport is not None:
+            self._start_server(*hostport)
+        if writer is not None:
+            self.writer = FinalsWriterThread(writer)
+            self.hub.add_sink(self.writer)
+        self.mailbox = JobMailbox()
+        self.worker = AsrWorker(
+            make_decoder,
+            self.ring,
+            self.mailbox,
+            self._emit,
+            builder,
+            lambda: self.ring.audio_clock,
+            s.max_lag_s,
+        )
+        self._info = SessionInfo(
+            input_name=self._source.name,
+            input_rate=int(self._source.native_rate),
+            model=s.model,
+            device=engine.device.type,
+            dtype=str(engine.dtype).replace("torch.", ""),
+            ws_url=self.server.url if self.server else None,
+            transcripts=tuple(s.transcripts),
+        )
+        self.worker.start()
+        self._seg_thread.start()
+        self._source.start(self.ring)
+        self._started = True
+
+    def _start_server(self, host: str, port: int) -> None:
+        from glmasr_live.captions.broadcast import BroadcastSettings, CaptionServer
+
+        self.server = CaptionServer(BroadcastSettings(host=host, port=port, token=self.settings.ws_token))
+        self.hub.run(self.server.start(), timeout=15)
+        server = self.server
+
+        def to_websocket(item: CaptionEvent | PipelineStats) -> None:
+            if isinstance(item, CaptionEvent):
+                server.publish(item)
+
+        self.hub.add_sink(to_websocket)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the input has ended and every final is out; True when done."""
+        return self._done.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop capture, finish the current utterance (its final goes out), flush, close."""
+        if not self._started:
+            self.hub.stop()
+            return
+        self._stopping.set()
+        self._source.stop()
+        self.ring.close()
+        self._done.wait(timeout)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.server is not None:
+            try:
+                self.hub.run(self.server.close(), timeout=5)
+            except Exception:  # noqa: BLE001
+                log.exception("closing the caption server failed")
+            self.server = None
+        if self.writer is not None:
+            self.hub.drain()
+            self.writer.close()
+            self.writer = None
+        for q in self._queues:
+            self.hub.add_sink(lambda _item, q=q: None)
+            q.close()
+        self.hub.stop()
+
+    def __enter__(self) -> LivePipeline:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ threads
+
+    def _emit(self, event: CaptionEvent) -> None:
+        if event.type != "status":
+            self._last_latency = max(0.0, event.audio_clock - event.end)
+        self.hub.publish(event)
+
+    def _keep_final(self, item: CaptionEvent | PipelineStats) -> None:
+        if isinstance(item, CaptionEvent) and item.type == "final":
+            self.finals.append(item)
+
+    def _segment_loop(self) -> None:
+        try:
+            self._segment_until_end()
+        except Exception:  # noqa: BLE001
+            log.exception("segmenter thread failed")
+        finally:
+            self.mailbox.close()
+            self.worker.join()
+            self.hub.drain()
+            self._done.set()
+            for q in self._queues:
+                self.hub.loop.call_soon_threadsafe(q.close)
+
+    def _segment_until_end(self) -> None:
+        from glmasr_live.asr.worker import Job
+
+        seg_settings = SegmenterSettings.from_sensitivity(self.settings.vad_sensitivity)
+        seg: Segmenter | None = Segmenter(seg_settings)
+        self._segmenter = seg
+        ring, interval = self.ring, int(self.settings.interval_s * SAMPLE_RATE)
+        pos, next_stats = 0, 0
+        utt: SpeechStart | None = None
+        next_partial = 0
+
+        def handle(records: list[Any]) -> None:
+            nonlocal utt, next_partial
+            for r in records:
+                if isinstance(r, SpeechStart):
+                    utt = r
+                    next_partial = min(pos, r.sample + interval)
+                elif isinstance(r, SpeechEnd) and utt is not None:
+                    self.mailbox.put_final(Job("final", utt.utterance, utt.sample, r.sample))
+                    utt = None
+
+        while True:
+            ring.wait_for(pos + FRAME, timeout=0.25)
+            end = ring.write_index
+            if self.paused:
+                if seg is not None:
+                    handle(seg.gap(end, max(0, end - pos)) if end > pos else seg.flush())
+                    seg = None
+                pos = end
+            else:
+                if seg is None:
+                    seg = self._segmenter = Segmenter(seg_settings, start_sample=pos)
+                for g in ring.gaps_since(pos):
+                    if g.sample > end:
+                        break
+                    gap_start = g.sample - g.missing
+                    if gap_start > pos:
+                        handle(seg.feed(ring.read(pos, gap_start)))
+                    handle(seg.gap(g.sample, g.missing))
+                    pos = g.sample
+                if end > pos:
+                    handle(seg.feed(ring.read(pos, end)))
+                    pos = end
+                if utt is not None and pos >= next_partial:
+                    self.mailbox.put_partial(Job("partial", utt.utterance, utt.sample, pos))
+                    next_partial = pos + interval
+            keep = min(pos - KEEP_BEHIND, utt.sample if utt else pos, self.worker.low_water)
+            ring.advance_reader(max(0, keep))
+            if pos >= next_stats:
+                next_stats = pos + STATS_EVERY
+                self.hub.publish(self._stats(seg))
+            if ring.closed and pos >= ring.write_index:
+                if seg is not None:
+                    handle(seg.flush())
+                return
+
+    def _stats(self, seg: Segmenter | None) -> PipelineStats:
+        w = self.worker.stats
+        src = self._source.stats if self._source is not None else None
+        return PipelineStats(
+            audio_clock=self.ring.audio_clock,
+            level_dbfs=seg.level_dbfs if seg else -120.0,
+            speech=bool(seg and seg.in_speech),
+            gain_db=seg.gain_db if seg else 0.0,
+            step_ms=w.last_step_ms,
+            rtf=w.rtf,
+            latency_s=self._last_latency,
+            dropped_samples=max(self.ring.dropped_samples, src.dropped_samples if src else 0),
+            skipped_partials=w.skipped_partials,
+            subscribers=self.server.subscriber_count if self.server else 0,
+            paused=self.paused,
+        )
