@@ -1,0 +1,162 @@
+"""``glmasr-live`` without a subcommand: live captions (microphone, file or stdin).
+
+Flags win over GLMASR_LIVE_* environment variables, which win over the TOML config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from glmasr_live.asr_defaults import DEFAULT_MODEL
+from glmasr_live.config import (
+    PipelineSettings,
+    coerce,
+    environment_values,
+    load_config_file,
+)
+from glmasr_live.errors import ConfigError
+
+# name -> default; every live flag defaults to None on the command line so that an absent flag
+# can fall back to the environment and the config file.
+DEFAULTS: dict[str, Any] = {
+    "input": "",
+    "realtime": False,
+    "input_device": "",
+    "stdin_format": "s16le",
+    "stdin_rate": 16000,
+    "stdin_channels": 1,
+    "model": DEFAULT_MODEL,
+    "device": "auto",
+    "dtype": "auto",
+    "prompt": "",
+    "transcript": [],
+    "ws": "127.0.0.1:8765",
+    "no_ws": False,
+    "ws_token": "",
+    "no_tui": False,
+    "encoder_padding": "full",
+    "interval": 0.5,
+    "agreement": 2,
+    "vad_sensitivity": 0.5,
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("live captions (no subcommand)")
+    g.add_argument("--input", help="audio file, or - for raw PCM on stdin (default: the microphone)")
+    g.add_argument(
+        "--realtime", action="store_true", default=None, help="replay --input FILE at real-time pace"
+    )
+    g.add_argument(
+        "--input-device", help="microphone by name (substring) or index; see `glmasr-live devices`"
+    )
+    g.add_argument(
+        "--stdin-format",
+        choices=["s16le", "s32le", "f32le", "u8"],
+        help="raw PCM sample format for --input -",
+    )
+    g.add_argument("--stdin-rate", type=int, help="raw PCM sample rate for --input - (default 16000)")
+    g.add_argument("--stdin-channels", type=int, help="raw PCM channels for --input - (default 1)")
+    g.add_argument("--model", help=f"hub id, local directory or 'demo' (default: {DEFAULT_MODEL})")
+    g.add_argument("--device", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16", "float64"])
+    g.add_argument("--prompt", help="instruction text for the model (default: the model's own)")
+    g.add_argument(
+        "--transcript", action="append", help="write finals to PATH (.jsonl .srt .vtt .txt); repeatable"
+    )
+    g.add_argument(
+        "--ws", metavar="HOST:PORT", help="caption websocket server address (default 127.0.0.1:8765)"
+    )
+    g.add_argument("--no-ws", action="store_true", default=None, help="no websocket server")
+    g.add_argument("--ws-token", help="token websocket clients must present (required off loopback)")
+    g.add_argument("--no-tui", action="store_true", default=None, help="plain caption lines on stdout")
+    g.add_argument("--encoder-padding", choices=["full", "none"], help="see `transcribe --help`")
+    g.add_argument("--interval", type=float, help="seconds between partial captions (default 0.5)")
+    g.add_argument("--agreement", type=int, help="LocalAgreement-n (default 2)")
+    g.add_argument("--vad-sensitivity", type=float, help="0 (strict) .. 1 (catch everything), default 0.5")
+    g.add_argument(
+        "--config", type=Path, help="TOML config file (default: ~/.config/glmasr-live/config.toml)"
+    )
+
+
+def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Flag > GLMASR_LIVE_* > config file > default, for every live option."""
+    env = environment_values(dict(os.environ) if environ is None else environ)
+    config_path = getattr(args, "config", None) or (Path(env["config"]) if "config" in env else None)
+    conf = load_config_file(config_path, required=config_path is not None)
+    unknown = set(conf) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in config file: {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    for name, default in DEFAULTS.items():
+        value = getattr(args, name, None)
+        if value is None and name in env:
+            value = coerce(f"GLMASR_LIVE_{name.upper()}", env[name], default)
+        if value is None and name in conf:
+            value = coerce(f"{name} (config file)", conf[name], default)
+        out[name] = default if value is None else value
+    return out
+
+
+def settings_from(values: dict[str, Any]) -> PipelineSettings:
+    if not 0.0 <= float(values["vad_sensitivity"]) <= 1.0:
+        raise ConfigError("--vad-sensitivity must be between 0 and 1")
+    if float(values["interval"]) <= 0:
+        raise ConfigError("--interval must be > 0")
+    if int(values["agreement"]) < 1:
+        raise ConfigError("--agreement must be at least 1")
+    if values["realtime"] and not values["input"]:
+        raise ConfigError("--realtime needs --input FILE")
+    s = PipelineSettings(
+        input=values["input"] or None,
+        input_device=values["input_device"] or None,
+        realtime=bool(values["realtime"]),
+        stdin_format=values["stdin_format"],
+        stdin_rate=int(values["stdin_rate"]),
+        stdin_channels=int(values["stdin_channels"]),
+        model=values["model"],
+        device=values["device"],
+        dtype=values["dtype"],
+        prompt=values["prompt"] or None,
+        encoder_padding=values["encoder_padding"],
+        agreement=int(values["agreement"]),
+        interval_s=float(values["interval"]),
+        vad_sensitivity=float(values["vad_sensitivity"]),
+        ws=None if values["no_ws"] else values["ws"],
+        ws_token=values["ws_token"] or None,
+        transcripts=tuple(values["transcript"]),
+    )
+    s.ws_host_port()  # validate now
+    return s
+
+
+def run(args: argparse.Namespace) -> int:
+    values = resolve(args)
+    return run_session(settings_from(values), plain=bool(values["no_tui"]))
+
+
+def run_session(settings: PipelineSettings, plain: bool, title: str = "glmasr-live") -> int:
+    from glmasr_live.pipeline import LivePipeline
+
+    def make_session() -> LivePipeline:
+        return LivePipeline(settings)
+
+    # SIGTERM (systemd, docker stop) ends the session like Ctrl-C: the current utterance's
+    # final is emitted and written before exit.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if plain or not sys.stdout.isatty():
+        from glmasr_live.tui.plain import run_plain
+
+        return run_plain(make_session)
+    from glmasr_live.tui.app import run_app
+
+    return run_app(make_session, title=title)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
