@@ -1,6 +1,6 @@
 """VAD benchmark: the segmenter against raw webrtcvad (modes 0-3) and silero-vad (when installed).
 
-    python -m glmasr_live.vadbench [--quick] [--json OUT] [--sensitivity X] [--no-silero]
+    python -m glmasr_live.vadbench [--quick] [--json OUT] [--sensitivity X] [--no-silero] [--padded]
 
 The labelled set is made with espeak-ng (glmasr_live.synth): recordings of several utterances
 separated by 1-3 s pauses, for each voice kind (English voiced, whispered, Mandarin,
@@ -185,6 +185,22 @@ def webrtc_detector(mode: int) -> Detector:
     return detect
 
 
+def padded(detect: Detector, seconds: float = 0.3) -> Detector:
+    """``detect`` with every detection widened by ``seconds`` on both sides (the segmenter's
+    pre- and post-roll), to compare raw webrtcvad fairly on "caught whole"."""
+    n = int(seconds * SAMPLE_RATE)
+
+    def wide(audio: np.ndarray) -> np.ndarray:
+        mask = detect(audio)
+        # Any detection within +-n samples: a window sum over a running count (O(len)).
+        count = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+        idx = np.arange(len(mask))
+        hi, lo = np.minimum(idx + n + 1, len(mask)), np.maximum(idx - n, 0)
+        return (count[hi] - count[lo]) > 0
+
+    return wide
+
+
 def silero_detector() -> Detector | None:
     """silero-vad with its default settings, or None when it is not installed."""
     try:
@@ -202,9 +218,13 @@ def silero_detector() -> Detector | None:
     return detect
 
 
-def detectors(settings: SegmenterSettings | None, silero: bool = True) -> dict[str, Detector]:
+def detectors(
+    settings: SegmenterSettings | None, silero: bool = True, pad: bool = False
+) -> dict[str, Detector]:
     found = {"segmenter": segmenter_detector(settings)}
     found.update({f"webrtc{m}": webrtc_detector(m) for m in range(4)})
+    if pad:
+        found.update({f"webrtc{m}+pad": padded(webrtc_detector(m)) for m in (0, 3)})
     sil = silero_detector() if silero else None
     if sil is not None:
         found["silero"] = sil
@@ -264,10 +284,11 @@ def run(
     settings: SegmenterSettings | None = None,
     silero: bool = True,
     root: Path | None = None,
+    pad: bool = False,
 ) -> dict:
     """Run every detector on the labelled set; return the results as a JSON-ready dict."""
     folder, files = build_set(quick, root)
-    dets = detectors(settings, silero)
+    dets = detectors(settings, silero, pad)
     cells: dict[tuple[str, float, str], Tally] = {}
     noise: dict[str, Tally] = {name: Tally() for name in dets}
     seconds = {name: 0.0 for name in dets}
@@ -365,8 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--sensitivity", type=float, default=0.5, help="the segmenter's sensitivity (0..1)")
     parser.add_argument("--no-silero", action="store_true", help="leave silero-vad out even if installed")
+    parser.add_argument(
+        "--padded", action="store_true", help="add webrtcvad 0 and 3 widened by 0.3 s each side"
+    )
     args = parser.parse_args(argv)
-    result = run(args.quick, SegmenterSettings.from_sensitivity(args.sensitivity), not args.no_silero)
+    settings = SegmenterSettings.from_sensitivity(args.sensitivity)
+    result = run(args.quick, settings, not args.no_silero, pad=args.padded)
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -221,6 +221,10 @@ class StreamingDecoder:
         self._committed_ids: list[int] = []
         self._agreement = LocalAgreement(self.settings.agreement)
         self.active = False
+        # Benchmarks with random weights: emit script[: script_rate * seconds] instead of the
+        # argmax (each token still costs its forward pass), so text grows and agrees as speech would.
+        self.script: list[int] | None = None
+        self.script_rate = 4.0
 
     # ------------------------------------------------------------------ utterance lifecycle
 
@@ -354,6 +358,8 @@ class StreamingDecoder:
         budget = (max_new_tokens or self.engine.max_new_tokens(seconds)) - len(forced)
         if not final:
             budget = min(budget, int(len(open_audio) / SAMPLE_RATE * self.settings.step_tokens) + 6)
+        if self.script is not None:  # benchmark: a fixed, realistic amount of text per second
+            budget = min(budget, int(seconds * self.script_rate) - len(forced))
         generated = self._greedy(embeds, forced, max(0, budget))
         self._cache.crop(-(self._cache.get_seq_length() - self._prefix_len))
         all_ids = forced + generated
@@ -379,10 +385,12 @@ class StreamingDecoder:
         hidden = self._prefill(embeds, self._cache)
         out: list[int] = []
         guard = self.engine.guard if self.engine.settings.repetition_guard else None
-        for _ in range(budget):
+        for i in range(budget):
             logits = self.engine.model.lm_head(hidden[:, -1])
             tok = int(logits.argmax(-1))
-            if tok in self.engine.eos_ids:
+            if self.script is not None:
+                tok = self.script[len(forced) + i]  # same compute, scripted choice
+            elif tok in self.engine.eos_ids:
                 break
             out.append(tok)
             self.stats.decoded_tokens += 1

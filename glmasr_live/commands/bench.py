@@ -1,0 +1,94 @@
+"""``glmasr-live bench``: compute per second of audio for offline, streaming and naive policies."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from glmasr_live.commands.options import positive_float
+
+POLICIES = ("offline", "streaming-full", "streaming-none", "naive")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark streaming cost (table; JSON with --json)",
+        description="Compute per second of audio for the offline pass, the streaming decoder "
+        "(both encoder paddings) and the naive re-run-everything policy, plus optional "
+        "memory over a long session. --model full = full-size GLM-ASR with random weights.",
+    )
+    p.add_argument("--model", default="demo", help="demo (default), full (full-size random), hub id or path")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "float64"])
+    p.add_argument("--seconds", type=positive_float, default=60.0, help="monologue length (default 60)")
+    p.add_argument("--interval", type=positive_float, default=0.5, help="partial interval (default 0.5 s)")
+    p.add_argument(
+        "--policies", default=",".join(POLICIES), help=f"comma-separated subset of {','.join(POLICIES)}"
+    )
+    p.add_argument("--naive-steps", type=int, default=24, help="naive steps actually run (sampled evenly)")
+    p.add_argument("--memory-minutes", type=float, default=0.0, help="also replay N minutes and report RSS")
+    p.add_argument("--json", type=Path, default=None, help="write results as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from glmasr_live import bench
+    from glmasr_live.errors import ConfigError
+
+    policies = [x.strip() for x in args.policies.split(",") if x.strip()]
+    bad = [x for x in policies if x not in POLICIES]
+    if bad:
+        raise ConfigError(f"unknown policy {bad[0]!r}; choose from {', '.join(POLICIES)}")
+    engine = bench.build_engine(args.model, args.device, args.dtype)
+    full = args.model == "full"
+    audio, _words = bench.monologue(args.seconds)
+    script = bench._script(engine, args.seconds, full)
+    rows = []
+    for policy in policies:
+        print(f"running {policy} ...", file=sys.stderr, flush=True)
+        if policy == "offline":
+            rows.append(bench.run_offline(engine, audio, script))
+        elif policy.startswith("streaming-"):
+            rows.append(bench.run_streaming(engine, audio, script, policy.split("-")[1], args.interval))
+        else:
+            rows.append(bench.run_naive(engine, audio, script, args.interval, args.naive_steps))
+    meta = {
+        "model": args.model,
+        "device": str(engine.device),
+        "dtype": str(engine.dtype).replace("torch.", ""),
+        "window_s": engine.window_seconds,
+        "seconds": args.seconds,
+        "interval_s": args.interval,
+        "machine": f"{platform.machine()} {platform.processor() or ''} cores={_cores()}".strip(),
+        "scripted_tokens_per_s": bench.SCRIPT_RATE if full else None,
+    }
+    print(
+        f"model {meta['model']} on {meta['device']} ({meta['dtype']}), {args.seconds:.0f} s monologue, "
+        f"partials every {args.interval} s"
+    )
+    print(bench.format_table(rows))
+    offline = next((m for m in rows if m.policy == "offline"), None)
+    if offline and offline.wall_s > 0:
+        for m in rows:
+            if m.policy != "offline":
+                print(f"{m.policy}: {m.wall_s / offline.wall_s:.1f}x the offline compute time")
+    if args.memory_minutes > 0:
+        mem = bench.memory_session(engine, args.memory_minutes)
+        meta["memory"] = mem
+        print(
+            "memory: "
+            + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in mem.items())
+        )
+    if args.json:
+        args.json.write_text(bench.to_json(rows, meta))
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
