@@ -67,7 +67,7 @@ def build_engine(model: str, device: str, dtype: str) -> Any:
     proc = build_processor(tok, chunk_length=30)
     torch.manual_seed(0)
     # The real architecture and sizes; only the audio token id follows the local tokenizer.
-    config = GlmAsrConfig(audio_token_id=tok.convert_tokens_to_ids("<|pad|>"))
+    config = GlmAsrConfig(audio_token_id=int(tok.convert_tokens_to_ids("<|pad|>")))  # type: ignore[arg-type]
     m = GlmAsrForConditionalGeneration(config)
     return AsrEngine(settings.__class__(**{**asdict(settings), "warmup": False}), model=m, processor=proc)
 
@@ -76,7 +76,9 @@ def monologue(seconds: float, seed: int = 0) -> tuple[np.ndarray, list[dict[str,
     """One speaker, phrases of 3-9 words with natural pauses (0.3-0.9 s) in between."""
     rng = np.random.default_rng(seed)
     voice = synth.Voice("en-us", "m3", 160, 45)
-    pieces, words, pos = [], [], 0
+    pieces: list[np.ndarray] = []
+    words: list[dict[str, Any]] = []
+    pos = 0
     while pos < seconds * SAMPLE_RATE:
         u = synth.word_utterance(
             synth.random_words(rng, int(rng.integers(3, 10)), False), voice, rng, long_pause_p=0
@@ -217,7 +219,7 @@ def memory_session(engine: Any, minutes: float, seed: int = 3) -> dict[str, Any]
         if ev.type == "final":
             samples.append((ev.end, rss_mib()))
     first = [r for t, r in samples if t < 60] or [samples[0][1]]
-    last = [r for t, r in samples if t > total / SAMPLE_RATE - 60] or [samples[-1][1]]
+    last = [r for t, r in samples if t > total / SAMPLE_RATE - 60.0] or [samples[-1][1]]
     out = {
         "minutes": total / SAMPLE_RATE / 60,
         "finals": len(samples),

@@ -11,10 +11,14 @@ from glmasr_live.events import SAMPLE_RATE, CaptionEvent, join_text
 
 
 class HypothesisLike(Protocol):
-    committed: str
-    tentative: str
-    end_sample: int
-    final: bool
+    @property
+    def committed(self) -> str: ...
+    @property
+    def tentative(self) -> str: ...
+    @property
+    def end_sample(self) -> int: ...
+    @property
+    def final(self) -> bool: ...
 
 
 @dataclass

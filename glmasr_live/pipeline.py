@@ -216,7 +216,6 @@ class LivePipeline:
             self.writer.close()
             self.writer = None
         for q in self._queues:
-            self.hub.add_sink(lambda _item, q=q: None)
             q.close()
         self.hub.stop()
 

@@ -29,14 +29,14 @@ Padding = Literal["full", "none"]
 
 
 @functools.cache
-def _cache_kw(lm_type: type) -> str:
+def _cache_kw(lm_type: Any) -> str:
     # transformers 5.2x renamed ``past_key_values`` to ``cache``; accept both releases.
     return "cache" if "cache" in inspect.signature(lm_type.forward).parameters else "past_key_values"
 
 
 def run_lm(lm: Any, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
     """Extend ``cache`` with ``embeds``; the last hidden states."""
-    out = lm(inputs_embeds=embeds, use_cache=True, **{_cache_kw(type(lm)): cache})
+    out = lm(inputs_embeds=embeds, use_cache=True, **{_cache_kw(type(lm)): cache}  # type: ignore[arg-type])
     return out.last_hidden_state
 
 
@@ -331,9 +331,9 @@ class StreamingDecoder:
         if len(audio) - s < st.min_block_s * SAMPLE_RATE:
             return
         margin = int(st.pause_margin_s * SAMPLE_RATE)
-        cut = find_pause(audio, s + int(st.min_block_s * SAMPLE_RATE * 0.5), len(audio) - margin, st.pause_s)
-        if cut is not None and cut - s >= SAMPLE_RATE:
-            self._close(audio, cut)
+        pause = find_pause(audio, s + int(st.min_block_s * SAMPLE_RATE * 0.5), len(audio) - margin, st.pause_s)
+        if pause is not None and pause - s >= SAMPLE_RATE:
+            self._close(audio, pause)
 
     def _step(self, final: bool, max_new_tokens: int | None = None) -> Hypothesis:
         t0 = time.perf_counter()
@@ -355,7 +355,7 @@ class StreamingDecoder:
         parts.append(self._embed(ids)[0])
         embeds = torch.cat(parts)[None]
         seconds = len(audio) / SAMPLE_RATE
-        budget = (max_new_tokens or self.engine.max_new_tokens(seconds)) - len(forced)
+        budget: int = (max_new_tokens or self.engine.max_new_tokens(seconds)) - len(forced)
         if not final:
             budget = min(budget, int(len(open_audio) / SAMPLE_RATE * self.settings.step_tokens) + 6)
         if self.script is not None:  # benchmark: a fixed, realistic amount of text per second

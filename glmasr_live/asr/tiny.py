@@ -141,7 +141,7 @@ def build_config(
             "pad_token_id": tokenizer.pad_token_id,
             "bos_token_id": None,
         },
-        audio_token_id=tokenizer.convert_tokens_to_ids("<|pad|>"),
+        audio_token_id=int(tokenizer.convert_tokens_to_ids("<|pad|>")),  # type: ignore[arg-type]
     )
 
 
@@ -166,7 +166,7 @@ def build_tiny_model(
                 if p.dim() >= 2:
                     std = spread if "embed" in name else spread * 8 / math.sqrt(p.shape[-1])
                     p.normal_(0.0, std)
-    model.generation_config.eos_token_id = model.config.text_config.eos_token_id
+    model.generation_config.eos_token_id = model.config.text_config.eos_token_id  # type: ignore[union-attr]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model
