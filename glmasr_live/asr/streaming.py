@@ -36,7 +36,8 @@ def _cache_kw(lm_type: Any) -> str:
 
 def run_lm(lm: Any, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
     """Extend ``cache`` with ``embeds``; the last hidden states."""
-    out = lm(inputs_embeds=embeds, use_cache=True, **{_cache_kw(type(lm)): cache}  # type: ignore[arg-type])
+    kw = _cache_kw(type(lm))  # type: ignore[arg-type]
+    out = lm(inputs_embeds=embeds, use_cache=True, **{kw: cache})
     return out.last_hidden_state
 
 
@@ -331,7 +332,9 @@ class StreamingDecoder:
         if len(audio) - s < st.min_block_s * SAMPLE_RATE:
             return
         margin = int(st.pause_margin_s * SAMPLE_RATE)
-        pause = find_pause(audio, s + int(st.min_block_s * SAMPLE_RATE * 0.5), len(audio) - margin, st.pause_s)
+        pause = find_pause(
+            audio, s + int(st.min_block_s * SAMPLE_RATE * 0.5), len(audio) - margin, st.pause_s
+        )
         if pause is not None and pause - s >= SAMPLE_RATE:
             self._close(audio, pause)
 
