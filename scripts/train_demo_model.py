@@ -292,6 +292,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
+    ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
+    ap.add_argument(
+        "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
+    )
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -304,6 +308,14 @@ def main() -> None:
     tok = build_char_tokenizer()
     proc = build_processor(tok, chunk_length=CHUNK_S)
     model = build_tiny_model(tok, seed=args.seed, **SIZES)
+    if args.init_from:
+        from transformers import GlmAsrForConditionalGeneration
+
+        trained = GlmAsrForConditionalGeneration.from_pretrained(args.init_from)
+        part = trained.model.audio_tower if args.reinit_lm else trained
+        target = model.model.audio_tower if args.reinit_lm else model
+        target.load_state_dict(part.state_dict())
+        print(f"initialised {'encoder' if args.reinit_lm else 'model'} from {args.init_from}", flush=True)
     model.train()
     ctc_head = nn.Linear(SIZES["audio_hidden"], len(tok) + 1)
     params = list(model.parameters()) + list(ctc_head.parameters())
