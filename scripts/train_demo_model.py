@@ -243,7 +243,22 @@ class Batcher:
 # ---------------------------------------------------------------------------- model
 
 
-def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int):
+def corrupt_text_inputs(ids: torch.Tensor, labels: torch.Tensor, p: float, vocab: int) -> torch.Tensor:
+    """Replace a share ``p`` of the teacher-forced transcript characters with random ones.
+
+    With clean teacher forcing a character LM predicts most of a word from its first letters
+    and never needs the audio (the loss plateaus at the language prior); corrupted inputs make
+    the audio the only reliable evidence. Labels stay clean.
+    """
+    if p <= 0:
+        return ids
+    text_pos = labels != -100  # input positions that hold transcript characters (and the eos)
+    hit = text_pos & (torch.rand(ids.shape) < p)
+    random_chars = torch.randint(8, vocab, ids.shape)  # ids below 8 are the special tokens
+    return torch.where(hit, random_chars, ids)
+
+
+def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt: float = 0.0):
     core = model.model
     enc = core.audio_tower(b["input_features"]).last_hidden_state  # (W, T/2, H) at 50 frames/s
     w = enc.shape[0]
@@ -253,7 +268,8 @@ def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int):
     post = (enc_len - 4) // 4 + 1
     valid = torch.arange(audio.shape[1])[None, :] < post[:, None]
     audio_tokens = audio[valid]
-    emb = core.language_model.get_input_embeddings()(b["input_ids"])
+    ids = corrupt_text_inputs(b["input_ids"], b["labels"], corrupt, ctc_blank)
+    emb = core.language_model.get_input_embeddings()(ids)
     place = (b["input_ids"] == model.config.audio_token_id).unsqueeze(-1).expand_as(emb)
     emb = emb.masked_scatter(place, audio_tokens.to(emb.dtype))
     hidden = core.language_model(inputs_embeds=emb, attention_mask=b["attention_mask"]).last_hidden_state
@@ -292,6 +308,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
+    ap.add_argument("--corrupt", type=float, default=0.25, help="share of teacher-forced characters replaced")
+    ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -321,7 +339,7 @@ def main() -> None:
     params = list(model.parameters()) + list(ctc_head.parameters())
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    warm = min(300, args.steps // 10 + 1)
+    warm = min(args.warmup, args.steps // 10 + 1)
 
     def lr_at(step: int) -> float:
         if step < warm:
@@ -335,7 +353,7 @@ def main() -> None:
     ema_lm = ema_ctc = None
     for step in range(args.steps):
         b = batcher.batch(args.batch)
-        lm, ctc = forward_losses(model, ctc_head, b, ctc_blank=len(tok))
+        lm, ctc = forward_losses(model, ctc_head, b, ctc_blank=len(tok), corrupt=args.corrupt)
         loss = lm + 0.5 * ctc
         opt.zero_grad(set_to_none=True)
         loss.backward()

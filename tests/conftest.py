@@ -38,3 +38,40 @@ def demo_engine():
     from glmasr_live.asr.engine import AsrEngine, EngineSettings
 
     return AsrEngine(EngineSettings(model="demo", device="cpu"))
+
+
+DEMO_MODEL = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "demo-model"
+
+
+@pytest.fixture(scope="session")
+def three_utterances(tmp_path_factory):
+    """A wav of three in-domain utterances (held-out voices) separated by pauses, with references.
+
+    Returns (path, [reference text per utterance], audio array).
+    """
+    import numpy as np
+
+    from glmasr_live import synth
+
+    rng = np.random.default_rng(11)
+    script = [
+        (synth.Voice("en-gb-scotland", "m7", 150, 45), "hello seven three nine start".split(), -24),
+        (synth.Voice("en-us", "f4", 150, 60), "open left two five".split(), -30),
+        (synth.Voice("en-gb-x-gbcwmd", "m2", 150, 40), "blue eight four zero next".split(), -26),
+    ]
+    pieces = [np.zeros(8000, np.float32)]
+    refs = []
+    for voice, words, level in script:
+        u = synth.word_utterance(words, voice, rng, gap_s=(0.05, 0.15), long_pause_p=0.0)
+        pieces += [synth.set_level(u.audio, level), np.zeros(int(1.6 * 16000), np.float32)]
+        refs.append(u.text)
+    audio = np.concatenate(pieces)
+    path = tmp_path_factory.mktemp("speech") / "three.wav"
+    synth.write_wav(path, audio)
+    return path, refs, audio
+
+
+def cer(ref: str, hyp: str) -> float:
+    import jiwer
+
+    return float(jiwer.cer(ref, hyp)) if ref else float(bool(hyp))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,17 +144,12 @@ def run_session(settings: PipelineSettings, plain: bool, title: str = "glmasr-li
     def make_session() -> LivePipeline:
         return LivePipeline(settings)
 
-    # SIGTERM (systemd, docker stop) ends the session like Ctrl-C: the current utterance's
+    # Both front ends turn Ctrl-C and SIGTERM into a graceful stop: the current utterance's
     # final is emitted and written before exit.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    if plain or not sys.stdout.isatty():
-        from glmasr_live.tui.plain import run_plain
+    from glmasr_live.tui.plain import run_plain, use_tui
 
+    if not use_tui(no_tui=plain):
         return run_plain(make_session)
     from glmasr_live.tui.app import run_app
 
-    return run_app(make_session, title=title)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    return run_app(make_session, title=title, model=settings.model)
