@@ -310,6 +310,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
     ap.add_argument("--corrupt", type=float, default=0.25, help="share of teacher-forced characters replaced")
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--save-every", type=int, default=600, help="steps between intermediate checkpoints")
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -369,7 +370,7 @@ def main() -> None:
                 f"{el / (step + 1):.2f}s/step  eta {el / (step + 1) * (args.steps - step - 1) / 60:.1f} min",
                 flush=True,
             )
-        if step and step % 600 == 0:
+        if step and step % args.save_every == 0:
             save(model, proc, args.out, {"steps": step, "seed": args.seed})
     save(model, proc, args.out, {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr})
     print(f"saved to {args.out} after {(time.time() - t0) / 60:.1f} min", flush=True)

@@ -18,9 +18,8 @@ import logging
 import signal
 import sys
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 from textual import work
@@ -36,6 +35,7 @@ from glmasr_live.tui.current_line import CurrentLine
 from glmasr_live.tui.error_panel import ErrorPanel, error_title, fix_for
 from glmasr_live.tui.help_screen import HelpScreen
 from glmasr_live.tui.loading_panel import LoadingPanel
+from glmasr_live.tui.log_routing import route_logging
 from glmasr_live.tui.messages import (
     CaptionReceived,
     InputEnded,
@@ -104,6 +104,12 @@ class CaptionApp(App[None]):
         self._last_partial_seq = -1
         self._last_final_utterance = -1
         self._quit = threading.Event()
+        self._quit_presses = 0
+        self.created_session: RunnableSession | None = None
+        """Set on the start thread once start() returned (before the app hears of it)."""
+        self.stop_started = False
+        """stop() was called (run_app calls it if the app ended any other way)."""
+        self._stop_lock = threading.Lock()
         self._signals: list[signal.Signals] = []
 
     # -- layout ------------------------------------------------------------------------------
@@ -134,6 +140,14 @@ class CaptionApp(App[None]):
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.action_quit_gracefully)
                 self._signals.append(sig)
+
+    def claim_stop(self) -> bool:
+        """True for the one caller (key, start thread or run_app) that is to call stop()."""
+        with self._stop_lock:
+            if self.stop_started:
+                return False
+            self.stop_started = True
+            return True
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -167,8 +181,10 @@ class CaptionApp(App[None]):
                     session.stop()  # whatever start() got going (threads, sockets) is let go
             self.post_message(SessionFailed(e))
             return
-        if self._quit.is_set():  # q was pressed while the model loaded
-            session.stop()
+        self.created_session = session
+        if self._quit.is_set():  # the app closed while the model loaded
+            if self.claim_stop():
+                session.stop()
             return
         self.post_message(SessionStarted(session))
         try:
@@ -324,71 +340,33 @@ class CaptionApp(App[None]):
             return
         self.post_message(TranscriptSaved(Path(written)))
 
+    def closed(self) -> None:
+        """The app has ended: a session that finishes starting now is stopped at once."""
+        self._quit.set()
+
     def action_quit_gracefully(self) -> None:
-        if self.session is None or self.state == "error":
+        if self.session is None:  # still loading, or it never started: nothing to flush
             self._quit.set()
-            code = exit_code_for(self.error) if self.error is not None else 0
-            self.exit(return_code=code)
-        elif self.state == "stopping":
-            self.notify("Still finishing the last utterance; press q once more to leave without it.")
-            self.state = "forcing"
-        elif self.state == "forcing":
-            self.exit(return_code=1)
-        else:
+            self.exit(return_code=exit_code_for(self.error) if self.error is not None else 0)
+            return
+        self._quit_presses += 1
+        if self._quit_presses == 1 and self.claim_stop():
             self._set_state("stopping")
             self.notify("Finishing the current utterance…", timeout=30)
             self._spawn("session-stop", self._stop_session)
+        elif self._quit_presses == 2:
+            self.notify("Still finishing the last utterance; quit once more to leave without it.")
+        else:
+            self.exit(return_code=1)
 
 
 # -- entry point -----------------------------------------------------------------------------
 
 
-class _AppLogHandler(logging.Handler):
-    """Routes log records into the app while it owns the terminal; keeps them for afterwards."""
-
-    def __init__(self, app: App[None]) -> None:
-        super().__init__(logging.DEBUG)
-        self.app = app
-        self.kept: deque[logging.LogRecord] = deque(maxlen=1000)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.kept.append(record)
-        if self.app.is_running and record.levelno >= logging.INFO:
-            self.app.post_message(LogLine(record.levelno, record.getMessage()))
-
-
-@contextmanager
-def route_logging(app: App[None]) -> Iterator[_AppLogHandler]:
-    """While the app runs, log records go to it, not to a stderr it draws on.
-
-    ``glmasr_live`` INFO lines become the loading panel's step; warnings become notifications.
-    Afterwards the records the original handlers would have printed are printed by them.
-    """
-    root = logging.getLogger()
-    package = logging.getLogger("glmasr_live")
-    saved_handlers, saved_level = root.handlers[:], package.level
-    shown_level = package.getEffectiveLevel()
-    handler = _AppLogHandler(app)
-    root.handlers = [handler]
-    if shown_level > logging.INFO:
-        package.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        root.handlers = saved_handlers
-        package.setLevel(saved_level)
-        for record in handler.kept:
-            if record.name.startswith("glmasr_live") and record.levelno < shown_level:
-                continue
-            for h in saved_handlers:
-                if record.levelno >= h.level:
-                    h.handle(record)
-
-
 def run_app(make_session: SessionFactory, *, title: str, model: str | None = None) -> int:
     """Run the caption UI until q / Ctrl-C / SIGTERM; return the exit code.
 
-    ``make_session()`` must be quick to call or not (it runs on a thread); the app then calls
+    ``make_session()`` may be slow (it runs on a thread, under the loading panel); the app calls
     ``subscribe``, ``start`` and ``wait`` on what it returns, and ``stop`` when leaving.
     A start-up error is shown with its fix, and printed again on stderr after the app closes.
     """
@@ -401,6 +379,10 @@ def run_app(make_session: SessionFactory, *, title: str, model: str | None = Non
         for sig, handler in previous.items():
             with suppress(ValueError, TypeError):
                 signal.signal(sig, handler)
+        app.closed()
+        session = app.session or app.created_session
+        if session is not None and app.claim_stop():
+            session.stop()  # the app closed some other way: still flush the last final
     if app.error is not None:
         print(f"glmasr-live: error: {error_title(app.error)}", file=sys.stderr)
         fix = fix_for(app.error)

@@ -13,6 +13,7 @@ printed); a second one stops waiting for it.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import sys
@@ -140,15 +141,28 @@ class PlainPrinter:
 
 
 class _StopRequest:
-    """Signal handlers that ask the main thread to stop; the second one gives up waiting."""
+    """Waits in the main thread until ``set()`` or a stop signal; a second signal gives up.
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    A signal can be delivered to any thread, and a main thread blocked on a lock is not woken
+    by one caught elsewhere. So the main thread sleeps in select() on the signal wakeup fd,
+    which the interpreter's C handler writes whichever thread caught the signal.
+    """
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self._pipe: tuple[int, int] | None = None
+        self._old_wakeup = -1
+        self._lock = threading.Lock()
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            self._pipe = (r, w)
+            self._old_wakeup = signal.set_wakeup_fd(w)
             for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -156,12 +170,36 @@ class _StopRequest:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+        with self._lock:
+            if self._pipe is not None:
+                signal.set_wakeup_fd(self._old_wakeup)
+                for fd in self._pipe:
+                    os.close(fd)
+                self._pipe = None
+
+    def set(self) -> None:
+        """Any thread: end the wait."""
+        self.done.set()
+        with self._lock:
+            if self._pipe is not None:
+                with suppress(OSError):
+                    os.write(self._pipe[1], b"\0")
+
+    def wait(self) -> None:
+        if self._pipe is None:
+            self.done.wait()
+            return
+        r = self._pipe[0]
+        while not self.done.is_set():
+            select.select([r], [], [])
+            with suppress(BlockingIOError):
+                os.read(r, 4096)  # the Python-level handler runs after this, in this thread
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        self.event.set()
+        self.done.set()
 
 
 def run_plain(make_session: SessionFactory, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -172,8 +210,8 @@ def run_plain(make_session: SessionFactory, *, out: TextIO | None = None, err: T
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    done = threading.Event()
-    printer = PlainPrinter(out, err, partials=_isatty(err), on_broken=done.set)
+    request = _StopRequest()
+    printer = PlainPrinter(out, err, partials=_isatty(err), on_broken=request.set)
     session = make_session()
     session.subscribe(printer)
     printer.message("loading the model…")
@@ -193,11 +231,11 @@ def run_plain(make_session: SessionFactory, *, out: TextIO | None = None, err: T
             session.wait(None)
         except Exception as e:
             failure.append(e)
-        done.set()
+        request.set()
 
-    with _StopRequest(done) as request:  # handlers in place before anything can end the wait
+    with request:  # handlers in place before anything can end the wait
         threading.Thread(target=wait_for_end, name="plain-wait", daemon=True).start()
-        done.wait()
+        request.wait()
         if request.signum is not None:
             printer.message("stopping: finishing the current utterance…")
         session.stop()
