@@ -136,10 +136,13 @@ class LivePipeline:
         writer = TranscriptWriter(s.transcripts) if s.transcripts else None
         builder = CaptionBuilder(next_seq=writer.next_seq if writer else 0)
         if self._source is None:
+            log.info("opening input %s", s.input or s.input_device or "(default microphone)")
             self._source = build_source(s)
         engine_settings = EngineSettings(model=s.model, device=s.device, dtype=s.dtype, prompt=s.prompt)
         if self._engine is None:
+            log.info("loading model %s", s.model)
             self._engine = AsrEngine(engine_settings)
+            log.info("model ready: %s", self._engine.describe())
         engine = self._engine
         streaming = StreamingSettings(agreement=s.agreement, encoder_padding=s.encoder_padding)  # type: ignore[arg-type]
 
@@ -148,6 +151,7 @@ class LivePipeline:
 
         self.hub.start()
         if hostport is not None:
+            log.info("starting caption server on %s:%d", *hostport)
             self._start_server(*hostport)
         if writer is not None:
             self.writer = FinalsWriterThread(writer)

@@ -83,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
         if json_out == "-":
             print(data)
         else:
-            Path(json_out).write_text(data + "\n", encoding="utf-8")
+            try:
+                Path(json_out).write_text(data + "\n", encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(f"--json {json_out}: cannot write ({e.strerror})") from e
     return 0
 
 
