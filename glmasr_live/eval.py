@@ -340,14 +340,14 @@ class EvalReport:
         return score([f.item.reference for f in files], [f.runs[mode].hypothesis for f in files])
 
     def latency(self, mode: str) -> dict[str, Any]:
-        lats = [f.runs[mode].latency for f in self.files if f.runs[mode].latency is not None]
-        shown = [v for la in lats if la is not None for v in la.shown]
-        committed = [v for la in lats if la is not None for v in la.committed]
+        lats = [la for f in self.files if (la := f.runs[mode].latency) is not None]
+        shown = [v for la in lats for v in la.shown]
+        committed = [v for la in lats for v in la.committed]
         return {
             "word_shown": percentiles(shown),
             "word_committed": percentiles(committed),
-            "speech_end_to_final": percentiles([v for la in lats if la is not None for v in la.final]),
-            "timed_words": sum(la.timed_words for la in lats if la is not None),
+            "speech_end_to_final": percentiles([v for la in lats for v in la.final]),
+            "timed_words": sum(la.timed_words for la in lats),
             "shown_words": len(shown),
             "committed_words": len(committed),
         }
