@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
+from glmasr_live.cli import entry
 
-from glmasr_live.cli import main
-
-sys.exit(main())
+entry()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from glmasr_live import __version__
@@ -58,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     func = getattr(args, "func", None)
+    # Until a front end installs its graceful handlers (after the model is loaded), SIGTERM
+    # ends the process like Ctrl-C: one line, exit 130, no traceback.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     if func is None:
         parser.print_help()
         return 2
@@ -72,5 +80,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def entry() -> None:
+    """Console-script entry: run, flush, and leave without the interpreter's slow teardown.
+
+    Everything that matters is flushed and fsynced before ``main`` returns (transcripts,
+    websocket closes). Tearing down torch, tokenizers and their thread pools afterwards took
+    5-7 s on a busy machine, which broke the "exit within 5 s of SIGTERM" promise.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,11 +203,14 @@ class LivePipeline:
         if not self._started:
             self.hub.stop()
             return
+        t0 = time.monotonic()
         self._stopping.set()
         self._source.stop()
         self.ring.close()
         self._done.wait(timeout)
+        log.debug("stop: last final out after %.2fs", time.monotonic() - t0)
         self._shutdown()
+        log.debug("stop: closed after %.2fs", time.monotonic() - t0)
 
     def _shutdown(self) -> None:
         if self.server is not None:
@@ -322,7 +326,7 @@ class LivePipeline:
             rtf=w.rtf,
             latency_s=self._last_latency,
             dropped_samples=max(self.ring.dropped_samples, src.dropped_samples if src else 0),
-            skipped_partials=w.skipped_partials,
+            skipped_partials=w.skipped_partials + self.mailbox.replaced,
             subscribers=self.server.subscriber_count if self.server else 0,
             paused=self.paused,
         )

@@ -127,7 +127,8 @@ class AsrWorker:
         self._last: Any = None  # the utterance's latest hypothesis (a fallback final)
         self._failures = 0
         self._prev_upto = 0
-        self._behind_reported = False
+        self._skipped_reported = 0
+        self._behind_reported_at = -1e9
         self._thread = threading.Thread(target=self._run, name="asr-worker", daemon=True)
         self.done = threading.Event()
 
@@ -148,20 +149,30 @@ class AsrWorker:
         finally:
             self.done.set()
 
+    BEHIND_REPORT_EVERY_S = 10.0  # audio seconds between two "behind" status events
+
     def _handle(self, job: Job) -> None:
-        lag = self.audio_clock() - job.upto / SAMPLE_RATE
-        if job.kind == "partial" and lag > self.max_lag_s:
-            # Behind real time: skip partials (never finals) so latency stays bounded.
+        now = self.audio_clock()
+        lag = now - job.upto / SAMPLE_RATE
+        stale = job.kind == "partial" and lag > self.max_lag_s
+        if stale:
+            # Even the newest partial is too old (finals queued ahead of it): skip it.
             self.stats.skipped_partials += 1
-            if not self._behind_reported:
-                self._behind_reported = True
-                self.emit(
-                    self.builder.status(
-                        "behind", f"model {lag:.1f}s behind: skipping partials", self.audio_clock()
-                    )
+        # Partials overtaken in the mailbox were skipped too: the model is slower than the
+        # partial interval. Latency stays bounded (the worker always takes the newest job).
+        skipped = self.stats.skipped_partials + self.mailbox.replaced
+        if skipped > self._skipped_reported and now - self._behind_reported_at >= self.BEHIND_REPORT_EVERY_S:
+            self.emit(
+                self.builder.status(
+                    "behind",
+                    f"model slower than real time: {skipped - self._skipped_reported} partial steps skipped "
+                    f"(lag {max(lag, 0):.1f}s); finals are never skipped",
+                    now,
                 )
+            )
+            self._skipped_reported, self._behind_reported_at = skipped, now
+        if stale:
             return
-        self._behind_reported = False
         for attempt in range(2):
             try:
                 self._run_job(job)
