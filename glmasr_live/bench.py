@@ -124,57 +124,76 @@ def _quarters(m: Measure, times: list[float]) -> None:
     m.step_ms_max = 1000 * float(np.max(times))
 
 
-def run_offline(engine: Any, audio: np.ndarray, script: list[int] | None) -> Measure:
-    m = Measure("offline", len(audio) / SAMPLE_RATE)
-    dec = _decoder(engine, script, commit=False, close_blocks="window")
-    t0 = time.perf_counter()
-    dec.start()
-    dec.feed(audio)
-    dec.finish()
-    m.wall_s = time.perf_counter() - t0
-    _add(m, dec.stats)
-    _quarters(m, [m.wall_s])
+def utterances_of(audio: np.ndarray) -> list[np.ndarray]:
+    """The monologue cut by the VAD, as the live pipeline cuts it (pauses shorter than the
+    hangover stay inside an utterance; 30 s at most)."""
+    from glmasr_live.audio.segmenter import find_segments
+
+    return [audio[a:b] for a, b in find_segments(audio)]
+
+
+def run_offline(engine: Any, utts: list[np.ndarray], script: list[int] | None) -> Measure:
+    m = Measure("offline", sum(len(u) for u in utts) / SAMPLE_RATE)
+    times = []
+    for u in utts:
+        dec = _decoder(engine, script, commit=False, close_blocks="window")
+        t0 = time.perf_counter()
+        dec.start()
+        dec.feed(u)
+        dec.finish()
+        times.append(time.perf_counter() - t0)
+        _add(m, dec.stats)
+    m.wall_s = sum(times)
+    _quarters(m, times)
     return m
 
 
 def run_streaming(
-    engine: Any, audio: np.ndarray, script: list[int] | None, padding: str, interval: float
+    engine: Any, utts: list[np.ndarray], script: list[int] | None, padding: str, interval: float
 ) -> Measure:
-    m = Measure(f"streaming-{padding}", len(audio) / SAMPLE_RATE)
+    m = Measure(f"streaming-{padding}", sum(len(u) for u in utts) / SAMPLE_RATE)
     dec = _decoder(engine, script, encoder_padding=padding)
     step = int(interval * SAMPLE_RATE)
-    times = []
+    times: list[float] = []
+    by_position: list[tuple[float, float]] = []  # (seconds into the utterance, step time)
     t0 = time.perf_counter()
-    dec.start()
-    for i in range(0, len(audio), step):
-        dec.feed(audio[i : i + step])
-        times.append(dec.step().step_seconds)
-    times.append(dec.finish().step_seconds)
+    for u in utts:
+        dec.start()
+        for i in range(0, len(u), step):
+            dec.feed(u[i : i + step])
+            t = dec.step().step_seconds
+            times.append(t)
+            by_position.append(((i + step) / SAMPLE_RATE, t))
+        times.append(dec.finish().step_seconds)
     m.wall_s = time.perf_counter() - t0
     _add(m, dec.stats)
     _quarters(m, times)
-    m.extra["blocks_closed"] = dec.stats.prefix_prefills.get("head", 0) and len(dec.stats.prefix_prefills) - 1
+    # Flatness: mean partial step time early in utterances vs late in long ones.
+    early = [t for p, t in by_position if p <= 3.0]
+    late = [t for p, t in by_position if p >= 8.0]
+    m.extra["step_ms_at_0_3s"] = 1000 * float(np.mean(early)) if early else None
+    m.extra["step_ms_after_8s"] = 1000 * float(np.mean(late)) if late else None
     return m
 
 
 def run_naive(
-    engine: Any, audio: np.ndarray, script: list[int] | None, interval: float, max_steps: int | None
+    engine: Any, utts: list[np.ndarray], script: list[int] | None, interval: float, max_steps: int | None
 ) -> Measure:
     """Every step: the whole utterance so far from scratch, everything decoded again."""
-    m = Measure("naive", len(audio) / SAMPLE_RATE)
+    m = Measure("naive", sum(len(u) for u in utts) / SAMPLE_RATE)
     step = int(interval * SAMPLE_RATE)
-    ends = list(range(step, len(audio) + step, step))
+    ends = [(k, e) for k, u in enumerate(utts) for e in range(step, len(u) + step, step)]
     if max_steps and len(ends) > max_steps:  # sample the run evenly, scale the totals
         idx = np.linspace(0, len(ends) - 1, max_steps).round().astype(int)
         sampled = [ends[i] for i in idx]
     else:
         sampled = ends
     times = []
-    for end in sampled:
+    for k, end in sampled:
         dec = _decoder(engine, script, commit=False, close_blocks="window")
         t0 = time.perf_counter()
         dec.start()
-        dec.feed(audio[:end])
+        dec.feed(utts[k][:end])
         dec.finish()
         times.append(time.perf_counter() - t0)
         _add(m, dec.stats)

@@ -32,6 +32,11 @@ def register(sub: Any) -> None:
     p.add_argument("--naive-steps", type=int, default=24, help="naive steps actually run (sampled evenly)")
     p.add_argument("--memory-minutes", type=float, default=0.0, help="also replay N minutes and report RSS")
     p.add_argument("--json", type=Path, default=None, help="write results as JSON")
+    p.add_argument(
+        "--one-utterance",
+        action="store_true",
+        help="feed the monologue as one utterance instead of VAD segments",
+    )
     p.set_defaults(func=run)
 
 
@@ -46,16 +51,17 @@ def run(args: argparse.Namespace) -> int:
     engine = bench.build_engine(args.model, args.device, args.dtype)
     full = args.model == "full"
     audio, _words = bench.monologue(args.seconds)
-    script = bench._script(engine, args.seconds, full)
+    utts = [audio] if args.one_utterance else bench.utterances_of(audio)
+    script = bench._script(engine, max(len(u) for u in utts) / 16000, full)
     rows = []
     for policy in policies:
         print(f"running {policy} ...", file=sys.stderr, flush=True)
         if policy == "offline":
-            rows.append(bench.run_offline(engine, audio, script))
+            rows.append(bench.run_offline(engine, utts, script))
         elif policy.startswith("streaming-"):
-            rows.append(bench.run_streaming(engine, audio, script, policy.split("-")[1], args.interval))
+            rows.append(bench.run_streaming(engine, utts, script, policy.split("-")[1], args.interval))
         else:
-            rows.append(bench.run_naive(engine, audio, script, args.interval, args.naive_steps))
+            rows.append(bench.run_naive(engine, utts, script, args.interval, args.naive_steps))
     meta = {
         "model": args.model,
         "device": str(engine.device),
@@ -63,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         "window_s": engine.window_seconds,
         "seconds": args.seconds,
         "interval_s": args.interval,
+        "utterances": len(utts),
+        "longest_utterance_s": max(len(u) for u in utts) / 16000,
         "machine": f"{platform.machine()} {platform.processor() or ''} cores={_cores()}".strip(),
         "scripted_tokens_per_s": bench.SCRIPT_RATE if full else None,
     }
@@ -71,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
         f"partials every {args.interval} s"
     )
     print(bench.format_table(rows))
+    for m in rows:
+        if "step_ms_at_0_3s" in m.extra:
+            a, b = m.extra["step_ms_at_0_3s"], m.extra["step_ms_after_8s"]
+            print(
+                f"{m.policy}: partial step {a:.0f} ms in the first 3 s of an utterance, "
+                + (f"{b:.0f} ms after 8 s" if b is not None else "no utterance longer than 8 s")
+            )
     offline = next((m for m in rows if m.policy == "offline"), None)
     if offline and offline.wall_s > 0:
         for m in rows:
