@@ -61,6 +61,10 @@ TRAIN_VARIANTS = [
     "robert",
 ]
 HELDOUT_VARIANTS = ["m7", "f4", "whisperf", "klatt4", "anika"]
+EXTRA_TRAIN_VARIANTS = ["adam", "Alex", "Andy", "Annie", "boris", "edward", "Gene", "iven", "john", "linda",
+                        "paul", "pedro", "quincy", "rob", "sandro", "shelby", "travis", "victor", "zac", "m6",
+                        "m8", "f5", "klatt3", "klatt5", "klatt6"]  # fmt: skip
+"""More training variants (the demo model's last training stage); none is held out."""
 WHISPER_VARIANTS = {"whisper", "whisperf"}
 
 
@@ -205,16 +209,21 @@ def random_words(rng: np.random.Generator, n: int, cjk: bool) -> list[str]:
     return [vocab[int(i)] for i in rng.integers(0, len(vocab), n)]
 
 
-def random_voice(rng: np.random.Generator, heldout: bool = False, lang: str | None = None) -> Voice:
-    """A random voice from the training set of voices, or from the held-out set."""
+def random_voice(
+    rng: np.random.Generator, heldout: bool = False, lang: str | None = None, extended: bool = False
+) -> Voice:
+    """A random voice from the training set of voices, or from the held-out set.
+
+    ``extended`` adds ``EXTRA_TRAIN_VARIANTS`` to the training variants."""
     if lang is None:
         lang = "en"
+    extra = EXTRA_TRAIN_VARIANTS if extended and not heldout else []
     if lang in ("cmn", "yue"):
-        variants = ["", "m3", "f2", "whisper"] if not heldout else ["m7", "f4"]
+        variants = ["", "m3", "f2", "whisper", *extra] if not heldout else ["m7", "f4"]
         base = lang
     else:
         base = str(rng.choice(HELDOUT_EN_BASES if heldout else TRAIN_EN_BASES))
-        variants = HELDOUT_VARIANTS if heldout else TRAIN_VARIANTS
+        variants = HELDOUT_VARIANTS if heldout else TRAIN_VARIANTS + extra
     variant = str(rng.choice(variants))
     return Voice(base, variant, int(rng.integers(120, 200)), int(rng.integers(25, 75)))
 
