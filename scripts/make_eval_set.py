@@ -1,6 +1,6 @@
 """Build an evaluation set in the demo model's domain with espeak-ng, for ``glmasr-live eval``.
 
-    python scripts/make_eval_set.py OUT [--seed 7] [--en 36] [--cmn 12] [--yue 12]
+    python scripts/make_eval_set.py OUT|--out OUT [--seed 7] [--en 36] [--cmn 12] [--yue 12]
 
 English command words and digits, Mandarin and Cantonese digits, spoken by held-out voices
 (never seen in training), at -20 to -50 dBFS, some whispered, some in noise, some longer than
@@ -124,12 +124,16 @@ def make_file(out: Path, seed: int, lang: str, index: int) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path, help="output directory (created)")
+    ap.add_argument("out", type=Path, nargs="?", help="output directory (created)")
+    ap.add_argument("--out", type=Path, dest="out_option", metavar="OUT", help="the same, as an option")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--en", type=int, default=36, help="English files")
     ap.add_argument("--cmn", type=int, default=12, help="Mandarin files")
     ap.add_argument("--yue", type=int, default=12, help="Cantonese files")
     args = ap.parse_args(argv)
+    out: Path | None = args.out or args.out_option
+    if out is None:
+        ap.error("give the output directory: OUT or --out OUT")
     counts = {"en": args.en, "cmn": args.cmn, "yue": args.yue}
     if min(counts.values()) < 0 or not sum(counts.values()):
         ap.error("the counts must be >= 0 and not all 0")
@@ -138,13 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     except GlmAsrLiveError as e:
         print(f"make_eval_set: {e}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    records = [make_file(args.out, args.seed, lang, i) for lang in LANGS for i in range(counts[lang])]
-    with (args.out / "manifest.jsonl").open("w", encoding="utf-8") as f:
+    out.mkdir(parents=True, exist_ok=True)
+    records = [make_file(out, args.seed, lang, i) for lang in LANGS for i in range(counts[lang])]
+    with (out / "manifest.jsonl").open("w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     total = sum(float(str(r["seconds"])) for r in records)
-    print(f"wrote {len(records)} files ({total:.0f} s of audio) to {args.out}")
+    print(f"wrote {len(records)} files ({total:.0f} s of audio) to {out}")
     return 0
 
 
