@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from glmasr_live.commands.options import unit_float
+
 DEFAULT_SENSITIVITY = 0.5
 
 
@@ -13,22 +15,12 @@ def add_sensitivity_argument(parser: argparse.ArgumentParser) -> None:
     """``--vad-sensitivity``: the one segmenter knob users get (the live command shares it)."""
     parser.add_argument(
         "--vad-sensitivity",
-        type=_sensitivity,
+        type=unit_float,
         default=DEFAULT_SENSITIVITY,
         metavar="X",
         help="0..1: higher catches fainter speech (whispers) but fires more easily in noise "
         f"(default {DEFAULT_SENSITIVITY})",
     )
-
-
-def _sensitivity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def register(subparsers: Any) -> None:
