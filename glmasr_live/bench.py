@@ -17,7 +17,7 @@ import gc
 import json
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,7 @@ def build_engine(model: str, device: str, dtype: str) -> Any:
     # The real architecture and sizes; only the audio token id follows the local tokenizer.
     config = GlmAsrConfig(audio_token_id=int(tok.convert_tokens_to_ids("<|pad|>")))  # type: ignore[arg-type]
     m = GlmAsrForConditionalGeneration(config)
-    return AsrEngine(settings.__class__(**{**asdict(settings), "warmup": False}), model=m, processor=proc)
+    return AsrEngine(replace(settings, warmup=False), model=m, processor=proc)
 
 
 def monologue(seconds: float, seed: int = 0) -> tuple[np.ndarray, list[dict[str, Any]]]:

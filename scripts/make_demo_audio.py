@@ -58,7 +58,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     synth.write_wav(args.out / "demo.wav", audio)
     (args.out / "demo.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (args.out / "demo.words.json").write_text(json.dumps(words, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    (args.out / "demo.words.json").write_text(
+        json.dumps(words, ensure_ascii=False, indent=0) + "\n", encoding="utf-8"
+    )
     print(f"{len(audio) / SAMPLE_RATE:.1f} s, {len(lines)} utterances -> {args.out}/demo.wav")
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from glmasr_live import synth
+from glmasr_live.asr.streaming import audio_token_counts
 from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model
 from glmasr_live.events import SAMPLE_RATE
 
@@ -68,7 +69,9 @@ def render_bank(
     """Render every vocabulary word for a set of random training voices, plus whole sentences."""
     voices_en = [synth.random_voice(rng, extended=extended) for _ in range(n_en_voices)]
     voices_cjk = [
-        synth.random_voice(rng, lang=lang, extended=extended) for lang in ("cmn", "yue") for _ in range(n_cjk_voices)
+        synth.random_voice(rng, lang=lang, extended=extended)
+        for lang in ("cmn", "yue")
+        for _ in range(n_cjk_voices)
     ]
     jobs = [(w, v) for v in voices_en for w in synth.EN_WORDS]
     jobs += [(w, v) for v in voices_cjk for w in synth.CJK_DIGITS]
@@ -185,12 +188,6 @@ class Batcher:
         self.eos = self.tok.convert_tokens_to_ids("<|endoftext|>")
         self.pad = self.tok.pad_token_id
 
-    @staticmethod
-    def tokens_for(frames: int) -> int:
-        n = (frames + 2 - 2 - 1) // 1 + 1
-        n = (n + 2 - 2 - 1) // 2 + 1
-        return (n - 4) // 4 + 1
-
     def batch(self, size: int):
         full_pad = self.rng.random() < 0.5  # else pad only to the batch's longest window
         chunks, per_sample, texts = [], [], []
@@ -214,7 +211,7 @@ class Batcher:
             return_tensors="pt",
         )
         mask = feats["attention_mask"]
-        ntok = [self.tokens_for(int(m.sum())) for m in mask]
+        ntok = audio_token_counts(mask.sum(-1))
         seqs, labels, k = [], [], 0
         for n_w, text in zip(per_sample, texts, strict=True):
             n_audio = sum(ntok[k : k + n_w])

@@ -147,11 +147,13 @@ def encode_blocks(engine: AsrEngine, blocks: list[np.ndarray], padding: Padding)
         # True length per block: encode one at a time so no block sees another's padding.
         return [encode_blocks(engine, [b], padding)[0] for b in blocks]
     out = engine.model.get_audio_features(x, mask, return_dict=True).pooler_output
-    counts = _token_counts(mask.sum(-1))
+    counts = audio_token_counts(mask.sum(-1))
     return list(torch.split(out, counts))
 
 
-def _token_counts(frames: torch.Tensor) -> list[int]:
+def audio_token_counts(frames: torch.Tensor) -> list[int]:
+    """Audio tokens per window from its valid mel frames (conv k3 s1, conv k3 s2, merge 4),
+    the same arithmetic as ``GlmAsrModel.get_audio_features``."""
     n = (frames + 2 - 2 - 1) // 1 + 1
     n = (n + 2 - 2 - 1) // 2 + 1
     t = (n - 4) // 4 + 1

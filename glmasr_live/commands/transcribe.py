@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _offline(engine: Any, audios: list[Any], batch: int) -> list[Any]:
+    from glmasr_live.asr.streaming import Hypothesis
     from glmasr_live.captioning import CaptionBuilder
     from glmasr_live.events import SAMPLE_RATE
 
@@ -105,14 +106,9 @@ def _offline(engine: Any, audios: list[Any], batch: int) -> list[Any]:
         chunk = audios[k : k + batch]
         for a, tr in zip(chunk, engine.transcribe(chunk), strict=True):
             dur = len(a) / SAMPLE_RATE
-            hyp = _Final(tr.text, len(a))
+            hyp = Hypothesis(tr.text, "", len(a), True, 0.0, tr.token_ids)
             events.append(CaptionBuilder().caption(0, 0, hyp, dur))
     return events
-
-
-class _Final:
-    def __init__(self, text: str, end_sample: int):
-        self.committed, self.tentative, self.end_sample, self.final = text, "", end_sample, True
 
 
 def _streaming(engine: Any, audio: Any, args: argparse.Namespace, live_out: TextIO | None) -> list[Any]:
