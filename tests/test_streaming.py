@@ -125,9 +125,9 @@ def test_local_agreement_words_and_cjk():
     assert agreed_prefix_units(["Hello, world", "hello world!"]) == 2
 
 
-def test_commit_never_splits_multibyte_character():
-    # A byte-level tokenizer can end a hypothesis in the middle of a character's bytes; the
-    # decoder only commits id prefixes that decode to whole agreed units.
+def test_commit_boundary_check_accepts_only_whole_units():
+    # The decoder commits only id prefixes whose text ends where a unit (word, CJK character)
+    # ends; this is the check it uses (a prefix decoding to U+FFFD is refused before it).
     from glmasr_live.asr.streaming import _ends_on_unit
 
     assert _ends_on_unit("三五七", 2)
