@@ -32,6 +32,8 @@ class PipelineSettings:
         model, device, dtype, prompt: the model (see EngineSettings).
         encoder_padding, agreement, interval_s: the streaming decoder (see StreamingSettings).
         vad_sensitivity: 0 (strict) .. 1 (catch everything), see SegmenterSettings.
+        endpoint_s: a clearly silent pause this long ends an utterance (its final comes at
+            once); 0 waits for the segmenter's full hangover. See SegmenterSettings.
         ws: ``HOST:PORT`` of the caption server, or None for no server.
         ws_token: token subscribers must present (required when binding a non-loopback host).
         transcripts: transcript files; the format follows the suffix (.jsonl .srt .vtt .txt).
@@ -53,6 +55,7 @@ class PipelineSettings:
     agreement: int = 2
     interval_s: float = 0.5
     vad_sensitivity: float = 0.5
+    endpoint_s: float = 0.2
     ws: str | None = "127.0.0.1:8765"
     ws_token: str | None = None
     transcripts: tuple[str, ...] = ()

@@ -261,7 +261,9 @@ class LivePipeline:
     def _segment_until_end(self) -> None:
         from glmasr_live.asr.worker import Job
 
-        seg_settings = SegmenterSettings.from_sensitivity(self.settings.vad_sensitivity)
+        seg_settings = SegmenterSettings.from_sensitivity(
+            self.settings.vad_sensitivity, self.settings.endpoint_s
+        )
         seg: Segmenter | None = Segmenter(seg_settings)
         self._segmenter = seg
         ring, interval = self.ring, int(self.settings.interval_s * SAMPLE_RATE)

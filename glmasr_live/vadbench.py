@@ -385,12 +385,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small set (3 levels, ~3 min of audio)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--sensitivity", type=float, default=0.5, help="the segmenter's sensitivity (0..1)")
+    parser.add_argument("--endpoint", type=float, default=None, help="the segmenter's endpoint (s)")
     parser.add_argument("--no-silero", action="store_true", help="leave silero-vad out even if installed")
     parser.add_argument(
         "--padded", action="store_true", help="add webrtcvad 0 and 3 widened by 0.3 s each side"
     )
     args = parser.parse_args(argv)
-    settings = SegmenterSettings.from_sensitivity(args.sensitivity)
+    settings = SegmenterSettings.from_sensitivity(args.sensitivity, args.endpoint)
     result = run(args.quick, settings, not args.no_silero, pad=args.padded)
     print(format_table(result))
     if args.json:

@@ -63,15 +63,25 @@ def _render_job(args: tuple[str, synth.Voice]) -> tuple[str, synth.Voice, np.nda
     return text, voice, synth.render(text, voice)
 
 
+def random_training_voice(rng: np.random.Generator, lang: str, custom_p: float, whisper_p: float) -> synth.Voice:
+    """A built-in training voice, or (share ``custom_p``) a random custom speaker, whispered at ``whisper_p``."""
+    if rng.random() < custom_p:
+        return synth.random_variant_voice(rng, lang, whisper=bool(rng.random() < whisper_p))
+    return synth.random_voice(rng, lang=lang, extended=True)
+
+
 def render_bank(
-    rng: np.random.Generator, n_en_voices: int, n_cjk_voices: int, n_sentences: int, extended: bool = False
+    rng: np.random.Generator,
+    n_en_voices: int,
+    n_cjk_voices: int,
+    n_sentences: int,
+    custom_p: float = 0.6,
+    whisper_p: float = 0.3,
 ):
     """Render every vocabulary word for a set of random training voices, plus whole sentences."""
-    voices_en = [synth.random_voice(rng, extended=extended) for _ in range(n_en_voices)]
+    voices_en = [random_training_voice(rng, "en", custom_p, whisper_p) for _ in range(n_en_voices)]
     voices_cjk = [
-        synth.random_voice(rng, lang=lang, extended=extended)
-        for lang in ("cmn", "yue")
-        for _ in range(n_cjk_voices)
+        random_training_voice(rng, lang, custom_p, whisper_p) for lang in ("cmn", "yue") for _ in range(n_cjk_voices)
     ]
     jobs = [(w, v) for v in voices_en for w in synth.EN_WORDS]
     jobs += [(w, v) for v in voices_cjk for w in synth.CJK_DIGITS]
@@ -106,7 +116,7 @@ class Synthesizer:
         voice = (self.voices_cjk if cjk else self.voices_en)[
             int(rng.integers(len(self.voices_cjk if cjk else self.voices_en)))
         ]
-        dur = rng.uniform(0.6, 5.0) if rng.random() < 0.7 else rng.uniform(5.0, 14.0)
+        dur = rng.uniform(0.6, 5.0) if rng.random() < 0.62 else rng.uniform(5.0, 14.0)
         n = max(1, int(dur / (0.35 if cjk else 0.55)))
         words = synth.random_words(rng, n, cjk)
         pieces, spans, pos = [], [], 0
@@ -189,7 +199,7 @@ class Batcher:
         self.pad = self.tok.pad_token_id
 
     def batch(self, size: int):
-        full_pad = self.rng.random() < 0.5  # else pad only to the batch's longest window
+        full_pad = self.rng.random() < 0.35  # else pad only to the batch's longest window
         chunks, per_sample, texts = [], [], []
         for _ in range(size):
             audio, text, spans = self.syn.sample()
@@ -303,16 +313,18 @@ def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("assets/demo-model"))
-    ap.add_argument("--steps", type=int, default=2400)
+    ap.add_argument("--steps", type=int, default=3600)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
-    ap.add_argument("--corrupt", type=float, default=0.25, help="share of teacher-forced characters replaced")
-    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--corrupt", type=float, default=0.2, help="share of teacher-forced characters replaced")
+    ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--save-every", type=int, default=600, help="steps between intermediate checkpoints")
-    ap.add_argument("--more-voices", action="store_true", help="extended voice variants, bigger voice bank")
+    ap.add_argument("--custom-voices", type=float, default=0.6, help="share of random custom espeak-ng speakers")
+    ap.add_argument("--whisper", type=float, default=0.3, help="share of custom speakers that whisper")
+    ap.add_argument("--voices", type=int, default=240, help="English training voices (CJK: a tenth per language)")
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -322,10 +334,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
-    t0 = time.time()
-    n_en = 8 if args.quick else (160 if args.more_voices else 90)
-    n_cjk = 2 if args.quick else (24 if args.more_voices else 10)
-    bank = render_bank(rng, n_en, n_cjk, 50 if args.quick else 1500, extended=args.more_voices)
+    t0 = t_start = time.time()
+    n_en = 8 if args.quick else args.voices
+    n_cjk = 2 if args.quick else max(2, args.voices // 10)
+    bank = render_bank(rng, n_en, n_cjk, 50 if args.quick else 2000, args.custom_voices, args.whisper)
     print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
 
     tok = build_char_tokenizer()
@@ -376,8 +388,39 @@ def main() -> None:
             )
         if step and step % args.save_every == 0:
             save(model, proc, args.out, {"steps": step, "seed": args.seed})
-    save(model, proc, args.out, {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr})
-    print(f"saved to {args.out} after {(time.time() - t0) / 60:.1f} min", flush=True)
+            evaluate(args.out, args.threads)
+    minutes = (time.time() - t_start) / 60
+    meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    save(model, proc, args.out, {**meta, "minutes": round(minutes, 1)})
+    print(f"saved to {args.out} after {minutes:.1f} min (voice bank included)", flush=True)
+    evaluate(args.out, args.threads)
+
+
+def evaluate(path: Path, threads: int) -> dict[str, float]:
+    """Print the held-out table (the CI test's set) for the checkpoint in ``path``."""
+    import jiwer
+
+    from glmasr_live.asr.engine import AsrEngine, EngineSettings
+
+    engine = AsrEngine(EngineSettings(model=str(path), device="cpu", warmup=False, threads=threads))
+    items = synth.demo_heldout_set()
+    results = []
+    for i in range(0, len(items), 8):
+        chunk = items[i : i + 8]
+        out = engine.transcribe([a for _, a, _ in chunk])
+        results += [(k, r, t.text) for (k, _, r), t in zip(chunk, out, strict=True)]
+    table = {}
+    for kind in synth.HELDOUT_KINDS:
+        pairs = [(r, h) for k, r, h in results if k == kind]
+        if kind == "empty":
+            table[kind] = sum(1 for _, h in pairs if not h.strip()) / len(pairs)
+        else:
+            table[kind] = float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
+    pairs = [(r, h) for k, r, h in results if k != "empty"]
+    table["overall"] = float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
+    print("held-out CER: " + "  ".join(f"{k} {v:.3f}" for k, v in table.items()), flush=True)
+    torch.set_num_threads(threads)
+    return table
 
 
 def save(model, proc, out: Path, meta: dict) -> None:

@@ -114,7 +114,7 @@ def test_speech_is_caught_whole_with_pre_roll(
     lang: str, variant: str, level: float, colour: str | None, snr: float
 ) -> None:
     c = clip(lang, variant, level, colour, snr)
-    s = SegmenterSettings()
+    s = SegmenterSettings(endpoint_s=0.0)  # the hangover alone: pauses < 0.5 s stay inside
     segments = find_segments(c.audio, s)
     assert len(segments) == 1, seconds(segments)
     (start, end), first, last = segments[0], c.spans[0][0], c.spans[-1][1]
@@ -134,12 +134,13 @@ def test_pause_shorter_than_hangover_stays_inside_and_a_longer_one_splits() -> N
         x = synth.add_noise(
             synth.set_level(np.concatenate([pad, utt.audio, pad]), -50, utt.audio), -50, 20, "white", rng
         )
-        assert len(find_segments(x)) == expected
+        assert len(find_segments(x, SegmenterSettings(endpoint_s=0.0))) == expected
 
 
 def test_end_comes_one_hangover_after_the_last_word() -> None:
     c = clip("en", "", -40, "white", 20)
-    seg, s = Segmenter(), SegmenterSettings()
+    s = SegmenterSettings(endpoint_s=0.0)
+    seg = Segmenter(s)
     for i in range(0, len(c.audio), 480):
         if any(isinstance(r, SpeechEnd) for r in seg.feed(c.audio[i : i + 480])):
             emitted_at = seg.position
@@ -180,7 +181,7 @@ def test_long_speech_is_split_in_a_pause_never_mid_word() -> None:
     pause_at = lead + len(parts[0].audio)
     spans += [(pause_at + pause + a, pause_at + pause + b) for a, b in parts[1].spans]
     x = synth.add_noise(synth.set_level(x.astype(np.float32), -30), -30, 30, "white", rng)
-    s = dataclasses.replace(SegmenterSettings(), max_utterance_s=10.0, split_search_s=4.0)
+    s = dataclasses.replace(SegmenterSettings(), max_utterance_s=10.0, split_search_s=4.0, endpoint_s=0.0)
     out = records(Segmenter(s), x, 480)
     cuts = [r.sample for r in out if isinstance(r, SpeechEnd) and r.forced]
     assert len(cuts) >= 2
@@ -342,3 +343,59 @@ def test_quick_benchmark_meets_the_targets(tmp_path_factory) -> None:
     assert {"webrtc0", "webrtc3"} <= set(result["summary"])
     whispers = [r for r in result["rows"] if r["method"] == "segmenter" and r["kind"] == "whisper"]
     assert {r["level"] for r in whispers} >= {-58} and all(r["caught"] == 1.0 for r in whispers)
+
+
+# ---------------------------------------------------------------------------- endpoint
+
+
+def end_emitted_at(audio: np.ndarray, settings: SegmenterSettings) -> list[int]:
+    """Sample positions (in 30 ms feeds) at which each SpeechEnd record came out."""
+    seg, at = Segmenter(settings), []
+    for i in range(0, len(audio), 480):
+        at += [i + 480 for r in seg.feed(audio[i : i + 480]) if isinstance(r, SpeechEnd)]
+    return at
+
+
+@pytest.mark.parametrize(
+    ("lang", "variant", "level", "colour", "snr"), [c for c in SPEECH_CASES if c[2] >= -50]
+)
+def test_clear_pause_ends_the_utterance_within_endpoint(
+    lang: str, variant: str, level: float, colour: str | None, snr: float
+) -> None:
+    c = clip(lang, variant, level, colour, snr)
+    last = c.spans[-1][1]
+    fast = end_emitted_at(c.audio, SegmenterSettings())  # default endpoint 0.2 s
+    assert len(fast) == 1, "short pauses between words must not split the utterance"
+    assert 0.15 * SR <= fast[0] - last <= 0.3 * SR, (fast[0] - last) / SR
+    slow = end_emitted_at(c.audio, SegmenterSettings(endpoint_s=0.0))
+    assert len(slow) == 1 and slow[0] - last >= 0.45 * SR, "endpoint 0 waits for the hangover"
+
+
+def two_words_with_pause(burst_db: float | None) -> np.ndarray:
+    """ "seven", a 0.4 s pause (optionally with a 30 ms rustle over the noise), "three"."""
+    rng = np.random.default_rng(0)
+    voice = synth.Voice("en", "m3")
+    a, b = synth.render("seven", voice), synth.render("three", voice)
+    x = np.concatenate(
+        [np.zeros(SR, np.float32), a, np.zeros(int(0.4 * SR), np.float32), b, np.zeros(SR, np.float32)]
+    )
+    x = synth.set_level(x, -30, active=np.concatenate([a, b]))
+    x = synth.add_noise(x, -30, 20, "pink", rng)
+    if burst_db is not None:
+        start, n = SR + len(a) + int(0.18 * SR), int(0.03 * SR)
+        x[start : start + n] += synth.noise("white", n, rng) * np.float32(10 ** ((-50 + burst_db) / 20))
+    return x
+
+
+def test_endpoint_waits_for_the_hangover_when_the_pause_is_not_clearly_silent() -> None:
+    # A clear 0.4 s pause ends the utterance at the endpoint: two segments...
+    assert len(find_segments(two_words_with_pause(None))) == 2
+    # ...but a faint rustle 6 dB over the noise inside it is not clear silence: the pause is
+    # judged by the 0.5 s hangover and the two words stay one utterance.
+    assert len(find_segments(two_words_with_pause(6.0))) == 1
+    assert len(find_segments(two_words_with_pause(None), SegmenterSettings(endpoint_s=0.0))) == 1
+
+
+def test_endpoint_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="endpoint"):
+        SegmenterSettings(endpoint_s=0.6)

@@ -14,7 +14,8 @@ noise (mode 0). So each 30 ms frame is judged twice and must pass both:
 
 Then the state machine: an utterance opens once ``min_speech_s`` of speech frames has come
 with no pause as long as the hangover, starts ``pre_roll_s`` before its first speech frame,
-closes after ``hangover_s`` of non-speech and ends ``post_roll_s`` after its last speech frame.
+closes after ``hangover_s`` of non-speech (``endpoint_s`` when the pause is clearly silent) and
+ends ``post_roll_s`` after its last speech frame.
 Over-long speech is split at the quietest point of the last ``split_search_s``.
 
 Pure: no threads, no I/O, no clock. Every frame is computed the same way whatever the block
@@ -55,6 +56,12 @@ class SegmenterSettings:
         post_roll_s: audio kept after the last speech frame (the fading end of a word).
         hangover_s: non-speech that must pass before an utterance closes; shorter pauses stay
             inside it. Keep it below the pause between sentences you want as separate captions.
+        endpoint_s: a pause this long whose every frame is clearly silent (mean band SNR at
+            least ``clear_margin_db`` under the speech threshold) closes the utterance without
+            waiting for the whole hangover, so the final comes ~0.25 s after the last word.
+            Pauses with faint, ambiguous frames (a whisper fading, breath, a dropout inside a
+            whispered word) still wait ``hangover_s``. 0 turns it off.
+        clear_margin_db: how far under the threshold a frame must be to count as clear silence.
         min_speech_s: speech-frame time needed before an utterance opens; shorter blips
             (clicks, a cough's onset) never open one. Costs that much latency at each onset.
         max_utterance_s: a longer run of speech is split (the decoder closes its blocks at
@@ -85,6 +92,8 @@ class SegmenterSettings:
     pre_roll_s: float = 0.3
     post_roll_s: float = 0.3
     hangover_s: float = 0.5
+    endpoint_s: float = 0.2
+    clear_margin_db: float = 2.0
     min_speech_s: float = 0.15
     max_utterance_s: float = 30.0
     split_search_s: float = 5.0
@@ -103,13 +112,18 @@ class SegmenterSettings:
             raise ValueError(f"sensitivity must be within 0..1, got {self.sensitivity}")
         if self.frame_ms not in (10, 20, 30):
             raise ValueError(f"frame_ms must be 10, 20 or 30 (webrtcvad), got {self.frame_ms}")
+        if not 0.0 <= self.endpoint_s <= self.hangover_s:
+            raise ValueError(f"endpoint must be within 0..{self.hangover_s} s, got {self.endpoint_s}")
         if self.max_utterance_s <= self.split_search_s:
             raise ValueError("max_utterance_s must be longer than split_search_s")
 
     @classmethod
-    def from_sensitivity(cls, sensitivity: float) -> SegmenterSettings:
-        """Defaults with the user's knob set (0 = only clear speech, 1 = the faintest)."""
-        return cls(sensitivity=float(sensitivity))
+    def from_sensitivity(cls, sensitivity: float, endpoint_s: float | None = None) -> SegmenterSettings:
+        """Defaults with the user's knobs set: sensitivity (0 = only clear speech, 1 = the
+        faintest) and, when given, the endpoint (``--endpoint``; 0 = always the full hangover)."""
+        if endpoint_s is None:
+            return cls(sensitivity=float(sensitivity))
+        return cls(sensitivity=float(sensitivity), endpoint_s=float(endpoint_s))
 
     @property
     def snr_threshold_db(self) -> float:
@@ -247,7 +261,8 @@ class Segmenter:
     ``SpeechStart`` points ``pre_roll_s`` before the utterance's first speech frame, into audio
     already fed: ``min_speech_s`` plus the pre-roll back for clear speech, a second or two more
     when faint speech is confirmed only after some syllables (keep 5 s in the ring buffer).
-    A ``SpeechEnd`` comes ``hangover_s`` after the last speech frame and points ``post_roll_s``
+    A ``SpeechEnd`` comes ``hangover_s`` after the last speech frame (``endpoint_s`` when the
+    pause is clearly silent) and points ``post_roll_s``
     after it. Utterance ids count up from 0. Not thread-safe: one thread feeds it.
     """
 
@@ -258,6 +273,9 @@ class Segmenter:
         self._frame = s.frame_samples
         self._threshold = s.snr_threshold_db
         self._hangover = s.samples(s.hangover_s)
+        self._endpoint = s.samples(s.endpoint_s) if s.endpoint_s > 0 else self._hangover
+        self._clear_db = self._threshold - s.clear_margin_db
+        self._clear_since = start_sample  # start of the current run of clearly silent frames
         self._pre_roll = s.samples(s.pre_roll_s)
         self._post_roll = s.samples(s.post_roll_s)
         self._min_frames = s.frames(s.min_speech_s)
@@ -356,13 +374,17 @@ class Segmenter:
         snr_db, level_db, vote = self._an.analyse(frame)
         self._levels.append((start, level_db))
         speech = vote and snr_db >= self._threshold
+        if snr_db >= self._clear_db:
+            self._clear_since = end
         out: SegmentRecords = []
         if speech:
             if self._state == _IDLE:
                 self._state, self._first_speech, self._speech_frames = _CANDIDATE, start, 0
             self._speech_frames += 1
             self._last_speech_end = end
-        elif self._state != _IDLE and end - self._last_speech_end >= self._hangover:
+        elif self._state != _IDLE and (
+            end - self._last_speech_end >= self._hangover or end - self._clear_since >= self._endpoint
+        ):
             if self._state == _SPEECH:
                 out += self._close(end, forced=False)
             self._state = _IDLE

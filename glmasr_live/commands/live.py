@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from glmasr_live.asr_defaults import DEFAULT_MODEL
+from glmasr_live.commands.options import add_endpoint_argument
 from glmasr_live.config import (
     PipelineSettings,
     coerce,
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "interval": 0.5,
     "agreement": 2,
     "vad_sensitivity": 0.5,
+    "endpoint": 0.2,
 }
 
 
@@ -77,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--interval", type=float, help="seconds between partial captions (default 0.5)")
     g.add_argument("--agreement", type=int, help="LocalAgreement-n (default 2)")
     g.add_argument("--vad-sensitivity", type=float, help="0 (strict) .. 1 (catch everything), default 0.5")
+    add_endpoint_argument(g, default=False)
     g.add_argument(
         "--config", type=Path, help="TOML config file (default: ~/.config/glmasr-live/config.toml)"
     )
@@ -104,6 +107,8 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
 def settings_from(values: dict[str, Any]) -> PipelineSettings:
     if not 0.0 <= float(values["vad_sensitivity"]) <= 1.0:
         raise ConfigError("--vad-sensitivity must be between 0 and 1")
+    if not 0.0 <= float(values["endpoint"]) <= 0.5:
+        raise ConfigError("--endpoint must be between 0 and 0.5 seconds (the hangover)")
     if float(values["interval"]) <= 0:
         raise ConfigError("--interval must be > 0")
     if int(values["agreement"]) < 1:
@@ -125,6 +130,7 @@ def settings_from(values: dict[str, Any]) -> PipelineSettings:
         agreement=int(values["agreement"]),
         interval_s=float(values["interval"]),
         vad_sensitivity=float(values["vad_sensitivity"]),
+        endpoint_s=float(values["endpoint"]),
         ws=None if values["no_ws"] else values["ws"],
         ws_token=values["ws_token"] or None,
         transcripts=tuple(values["transcript"]),

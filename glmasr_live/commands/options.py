@@ -28,6 +28,36 @@ def unit_float(text: str) -> float:
     return v
 
 
+def add_endpoint_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: bool = True
+) -> None:
+    """``--endpoint``: how soon a clearly silent pause ends an utterance (and brings its final)."""
+    from glmasr_live.audio.segmenter import SegmenterSettings
+
+    s = SegmenterSettings()
+    parser.add_argument(
+        "--endpoint",
+        type=endpoint_seconds,
+        default=s.endpoint_s if default else None,
+        metavar="SECONDS",
+        help=f"a clearly silent pause this long ends the utterance and brings its final (default "
+        f"{s.endpoint_s}); 0 waits for the full {s.hangover_s} s hangover, for longer utterances",
+    )
+
+
+def endpoint_seconds(text: str) -> float:
+    from glmasr_live.audio.segmenter import SegmenterSettings
+
+    hangover = SegmenterSettings().hangover_s
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= hangover:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {hangover} (the hangover): {text!r}")
+    return v
+
+
 def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
     from glmasr_live.asr_defaults import DEFAULT_MODEL
 
@@ -68,6 +98,7 @@ def add_streaming_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--vad-sensitivity", type=unit_float, default=0.5, help="0 (strict) .. 1 (catch everything)"
     )
+    add_endpoint_argument(g)
 
 
 def streaming_settings(args: argparse.Namespace) -> Any:
@@ -81,4 +112,4 @@ def streaming_settings(args: argparse.Namespace) -> Any:
 def segmenter_settings(args: argparse.Namespace) -> Any:
     from glmasr_live.audio.segmenter import SegmenterSettings
 
-    return SegmenterSettings.from_sensitivity(args.vad_sensitivity)
+    return SegmenterSettings.from_sensitivity(args.vad_sensitivity, args.endpoint)

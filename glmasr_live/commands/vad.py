@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from glmasr_live.commands.options import unit_float
+from glmasr_live.commands.options import add_endpoint_argument, unit_float
 
 DEFAULT_SENSITIVITY = 0.5
 
@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
     add_sensitivity_argument(p)
+    add_endpoint_argument(p)
     p.set_defaults(func=run)
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from glmasr_live.events import SAMPLE_RATE
 
     audio = load_audio(args.file)
-    segments = find_segments(audio, SegmenterSettings.from_sensitivity(args.vad_sensitivity))
+    segments = find_segments(audio, SegmenterSettings.from_sensitivity(args.vad_sensitivity, args.endpoint))
     spans = [(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)) for a, b in segments]
     if args.json:
         print(json.dumps([{"start": a, "end": b} for a, b in spans]))
