@@ -399,3 +399,16 @@ def test_endpoint_waits_for_the_hangover_when_the_pause_is_not_clearly_silent() 
 def test_endpoint_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="endpoint"):
         SegmenterSettings(endpoint_s=0.6)
+
+
+def test_noise_gated_source_keeps_words_with_short_gaps_together() -> None:
+    # Digital silence between words (a noise gate): the floor comes from the quietest speech,
+    # so the fading end of a word must not count as a clear pause.
+    rng = np.random.default_rng(11)
+    for voice in (synth.Voice("en-gb-x-gbcwmd", "m2", 150, 40), synth.Voice("en-us", "f4", 150, 60)):
+        u = synth.word_utterance(
+            "blue eight four zero next".split(), voice, rng, gap_s=(0.05, 0.15), long_pause_p=0
+        )
+        pad = np.zeros(SR, np.float32)
+        x = np.concatenate([pad, synth.set_level(u.audio, -26), pad])
+        assert len(find_segments(x)) == 1

@@ -40,6 +40,7 @@ _BAND_EDGES_HZ = (100, 250, 400, 550, 700, 900, 1100, 1400, 1700, 2000, 2500, 30
                   6000, 7000, 7900)  # fmt: skip
 _MAX_BAND_SNR_DB = 40.0  # one very loud band must not outvote all the others
 _ABS_FLOOR_DBFS = -100.0  # ~16-bit quantisation noise: finer detail than int16 is not evidence
+_DIGITAL_SILENCE_DB = -200.0  # the level the analyser gives an all-zero frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,9 @@ class SegmenterSettings:
         hangover_s: non-speech that must pass before an utterance closes; shorter pauses stay
             inside it. Keep it below the pause between sentences you want as separate captions.
         endpoint_s: a pause this long whose every frame is clearly silent (mean band SNR at
-            least ``clear_margin_db`` under the speech threshold) closes the utterance without
+            least ``clear_margin_db`` under the speech threshold; on a noise-gated source, with
+            digital silence in the last ``noise_window_s``, webrtcvad must hear no speech too)
+            closes the utterance without
             waiting for the whole hangover, so the final comes ~0.25 s after the last word.
             Pauses with faint, ambiguous frames (a whisper fading, breath, a dropout inside a
             whispered word) still wait ``hangover_s``. 0 turns it off.
@@ -195,7 +198,7 @@ class _FrameAnalyser:
             # Digital silence (a muted source, a gap's zeros) says nothing about the noise:
             # leave the floor where the real noise put it.
             self._previous = np.zeros_like(self.floor)
-            return 0.0, -200.0, False
+            return 0.0, _DIGITAL_SILENCE_DB, False
         spectrum = np.fft.rfft(frame * self._window, _FFT_SIZE)
         power = self._mean @ (spectrum.real**2 + spectrum.imag**2)
         self._track_floor(power)
@@ -276,6 +279,8 @@ class Segmenter:
         self._endpoint = s.samples(s.endpoint_s) if s.endpoint_s > 0 else self._hangover
         self._clear_db = self._threshold - s.clear_margin_db
         self._clear_since = start_sample  # start of the current run of clearly silent frames
+        self._gate_memory = s.samples(s.noise_window_s)
+        self._digital_silence_at = start_sample - self._gate_memory  # last all-zero frame
         self._pre_roll = s.samples(s.pre_roll_s)
         self._post_roll = s.samples(s.post_roll_s)
         self._min_frames = s.frames(s.min_speech_s)
@@ -374,7 +379,14 @@ class Segmenter:
         snr_db, level_db, vote = self._an.analyse(frame)
         self._levels.append((start, level_db))
         speech = vote and snr_db >= self._threshold
-        if snr_db >= self._clear_db:
+        if level_db <= _DIGITAL_SILENCE_DB:
+            self._digital_silence_at = end
+        # On a noise-gated source (digital silence between words) the floor is estimated from
+        # the quietest speech, so the fading end of a word reads as clear: there webrtcvad must
+        # hear no speech either. With real noise the floor is right and webrtcvad's own
+        # hangover would only delay the endpoint.
+        gated = end - self._digital_silence_at < self._gate_memory
+        if snr_db >= self._clear_db or (vote and gated):
             self._clear_since = end
         out: SegmentRecords = []
         if speech:
