@@ -8,7 +8,6 @@ worse checkpoint or a broken decoding path fails. The issue's targets (plain 3 %
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from conftest import DEMO_MODEL
 
@@ -30,36 +29,7 @@ def _rate(pairs: list[tuple[str, str]]) -> float:
 @pytest.fixture(scope="session")
 def heldout():
     """(kind, audio, reference) items: plain, whispered, -40 dBFS, multi-window, silence/noise."""
-    rng = np.random.default_rng(2024)
-    items = []
-
-    def utt(n_words: int, level: float, whisper: bool = False, lang: str = "en") -> tuple[np.ndarray, str]:
-        voice = synth.random_voice(rng, heldout=True, lang=lang)
-        if whisper:
-            voice = synth.Voice(voice.lang, "whisperf", voice.speed, voice.pitch)
-        u = synth.word_utterance(synth.random_words(rng, n_words, lang != "en"), voice, rng)
-        a = synth.set_level(u.audio, level)
-        a = synth.add_noise(a, level, float(rng.uniform(20, 35)), str(rng.choice(["white", "pink"])), rng)
-        pad = np.zeros(int(0.3 * 16000), np.float32)
-        return np.concatenate([pad, a, pad]), u.text
-
-    for _ in range(16):
-        items.append(("plain", *utt(int(rng.integers(2, 8)), float(rng.uniform(-35, -20)))))
-    for _ in range(8):
-        items.append(("whisper", *utt(int(rng.integers(2, 6)), float(rng.uniform(-40, -25)), whisper=True)))
-    for _ in range(8):
-        items.append(("quiet", *utt(int(rng.integers(2, 7)), -40.0)))
-    for _ in range(6):
-        a, t = utt(int(rng.integers(14, 22)), float(rng.uniform(-35, -22)))
-        items.append(("multiwindow", a, t))
-    for lang in ("cmn", "yue"):
-        for _ in range(3):
-            items.append(("cjk", *utt(int(rng.integers(3, 7)), -26.0, lang=lang)))
-    for kind in ("white", "pink", "brown"):
-        for level in (-60.0, -45.0):
-            items.append(("empty", synth.noise(kind, 3 * 16000, rng) * 10 ** (level / 20), ""))
-    items.append(("empty", np.zeros(2 * 16000, np.float32), ""))
-    return items
+    return synth.demo_heldout_set()
 
 
 @pytest.fixture(scope="session")
