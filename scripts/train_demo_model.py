@@ -63,7 +63,9 @@ def _render_job(args: tuple[str, synth.Voice]) -> tuple[str, synth.Voice, np.nda
     return text, voice, synth.render(text, voice)
 
 
-def random_training_voice(rng: np.random.Generator, lang: str, custom_p: float, whisper_p: float) -> synth.Voice:
+def random_training_voice(
+    rng: np.random.Generator, lang: str, custom_p: float, whisper_p: float
+) -> synth.Voice:
     """A built-in training voice, or (share ``custom_p``) a random custom speaker, whispered at ``whisper_p``."""
     if rng.random() < custom_p:
         return synth.random_variant_voice(rng, lang, whisper=bool(rng.random() < whisper_p))
@@ -81,7 +83,9 @@ def render_bank(
     """Render every vocabulary word for a set of random training voices, plus whole sentences."""
     voices_en = [random_training_voice(rng, "en", custom_p, whisper_p) for _ in range(n_en_voices)]
     voices_cjk = [
-        random_training_voice(rng, lang, custom_p, whisper_p) for lang in ("cmn", "yue") for _ in range(n_cjk_voices)
+        random_training_voice(rng, lang, custom_p, whisper_p)
+        for lang in ("cmn", "yue")
+        for _ in range(n_cjk_voices)
     ]
     jobs = [(w, v) for v in voices_en for w in synth.EN_WORDS]
     jobs += [(w, v) for v in voices_cjk for w in synth.CJK_DIGITS]
@@ -108,7 +112,9 @@ class Synthesizer:
 
     def __init__(self, bank, rng: np.random.Generator):
         self.voices_en, self.voices_cjk, self.table, self.sentences = bank
+        self.short_sentences = [s for s in self.sentences if len(s[0]) <= 6]
         self.rng = rng
+        self.short = False  # curriculum: only utterances of up to ~5 s (one window)
 
     def _words_clip(self) -> Clip:
         rng = self.rng
@@ -116,7 +122,7 @@ class Synthesizer:
         voice = (self.voices_cjk if cjk else self.voices_en)[
             int(rng.integers(len(self.voices_cjk if cjk else self.voices_en)))
         ]
-        dur = rng.uniform(0.6, 5.0) if rng.random() < 0.62 else rng.uniform(5.0, 14.0)
+        dur = rng.uniform(0.6, 5.0) if self.short or rng.random() < 0.62 else rng.uniform(5.0, 14.0)
         n = max(1, int(dur / (0.35 if cjk else 0.55)))
         words = synth.random_words(rng, n, cjk)
         pieces, spans, pos = [], [], 0
@@ -133,7 +139,8 @@ class Synthesizer:
         return Clip(np.concatenate(pieces), synth.join_words(words, cjk), spans, voice.whispered)
 
     def _sentence_clip(self) -> Clip:
-        words, voice = self.sentences[int(self.rng.integers(len(self.sentences)))]
+        pool = self.short_sentences if self.short else self.sentences
+        words, voice = pool[int(self.rng.integers(len(pool)))]
         text_in = "，".join(words) if voice.is_cjk else ", ".join(words)
         a = self.table[(text_in, voice)]
         return Clip(a.copy(), synth.join_words(words, voice.is_cjk), [(0, len(a))], voice.whispered)
@@ -141,14 +148,15 @@ class Synthesizer:
     def sample(self) -> tuple[np.ndarray, str, list[tuple[int, int]]]:
         rng = self.rng
         if rng.random() < 0.08:  # silence or noise alone -> empty transcript
-            n = int(rng.uniform(0.5, 10) * SAMPLE_RATE)
+            n = int(rng.uniform(0.5, 4 if self.short else 10) * SAMPLE_RATE)
             if rng.random() < 0.3:
                 return np.zeros(n, np.float32), "", []
             kind = str(rng.choice(["white", "pink", "brown"]))
             return synth.noise(kind, n, rng) * 10 ** (rng.uniform(-70, -35) / 20), "", []
         clip = self._sentence_clip() if rng.random() < 0.3 else self._words_clip()
-        lead = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
-        trail = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
+        pad = 0.4 if self.short else 1.2
+        lead = int(rng.uniform(0, pad) * SAMPLE_RATE) if rng.random() < 0.6 else 0
+        trail = int(rng.uniform(0, pad) * SAMPLE_RATE) if rng.random() < 0.6 else 0
         audio = np.concatenate([np.zeros(lead, np.float32), clip.audio, np.zeros(trail, np.float32)])
         spans = [(s + lead, e + lead) for s, e in clip.spans]
         level = rng.uniform(-50, -18)
@@ -197,9 +205,15 @@ class Batcher:
         self.audio_id = processor.audio_token_id
         self.eos = self.tok.convert_tokens_to_ids("<|endoftext|>")
         self.pad = self.tok.pad_token_id
+        self.space = self.tok.convert_tokens_to_ids(" ")
+
+    def _ctc_ids(self, text: str) -> list[int]:
+        ids = self.tok(" " + text, add_special_tokens=False).input_ids if text else []
+        return ids[1:] if ids and ids[0] == self.space else ids
 
     def batch(self, size: int):
-        full_pad = self.rng.random() < 0.35  # else pad only to the batch's longest window
+        # else pad only to the batch's longest window (cheap steps in the short-clip phase)
+        full_pad = self.rng.random() < (0.15 if self.syn.short else 0.35)
         chunks, per_sample, texts = [], [], []
         for _ in range(size):
             audio, text, spans = self.syn.sample()
@@ -238,8 +252,9 @@ class Batcher:
             ids[i, : len(s)] = torch.tensor(s)
             lab[i, : len(s)] = torch.tensor(lb)
             att[i, : len(s)] = 1
-        # CTC targets: the transcript's character ids, per sample, over all its windows' frames
-        ctc_targets = [torch.tensor(self.tok(t, add_special_tokens=False).input_ids) for t in texts]
+        # CTC targets: the transcript's token ids, per sample, over all its windows' frames; every
+        # word in its space-prefixed form (the encoder cannot know which word comes first)
+        ctc_targets = [torch.tensor(self._ctc_ids(t)) for t in texts]
         return dict(
             input_features=feats["input_features"],
             input_features_mask=mask,
@@ -254,22 +269,29 @@ class Batcher:
 # ---------------------------------------------------------------------------- model
 
 
-def corrupt_text_inputs(ids: torch.Tensor, labels: torch.Tensor, p: float, vocab: int) -> torch.Tensor:
+def corrupt_text_inputs(
+    ids: torch.Tensor, labels: torch.Tensor, p: float, vocab: int, blind: float = 0.0
+) -> torch.Tensor:
     """Replace a share ``p`` of the teacher-forced transcript characters with random ones.
 
     With clean teacher forcing a character LM predicts most of a word from its first letters
     and never needs the audio (the loss plateaus at the language prior); corrupted inputs make
     the audio the only reliable evidence. Labels stay clean.
     """
-    if p <= 0:
+    if p <= 0 and blind <= 0:
         return ids
     text_pos = labels != -100  # input positions that hold transcript characters (and the eos)
-    hit = text_pos & (torch.rand(ids.shape) < p)
+    # ``blind``: a share of the samples gets every teacher-forced character replaced, so the
+    # next character can only come from the audio (and the position in it).
+    rate = torch.where(torch.rand(ids.shape[0], 1) < blind, 1.0, p)
+    hit = text_pos & (torch.rand(ids.shape) < rate)
     random_chars = torch.randint(8, vocab, ids.shape)  # ids below 8 are the special tokens
     return torch.where(hit, random_chars, ids)
 
 
-def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt: float = 0.0):
+def forward_losses(
+    model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt: float = 0.0, blind: float = 0.0
+):
     core = model.model
     enc = core.audio_tower(b["input_features"]).last_hidden_state  # (W, T/2, H) at 50 frames/s
     w = enc.shape[0]
@@ -279,7 +301,7 @@ def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt:
     post = (enc_len - 4) // 4 + 1
     valid = torch.arange(audio.shape[1])[None, :] < post[:, None]
     audio_tokens = audio[valid]
-    ids = corrupt_text_inputs(b["input_ids"], b["labels"], corrupt, ctc_blank)
+    ids = corrupt_text_inputs(b["input_ids"], b["labels"], corrupt, ctc_blank, blind)
     emb = core.language_model.get_input_embeddings()(ids)
     place = (b["input_ids"] == model.config.audio_token_id).unsqueeze(-1).expand_as(emb)
     emb = emb.masked_scatter(place, audio_tokens.to(emb.dtype))
@@ -313,18 +335,30 @@ def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("assets/demo-model"))
-    ap.add_argument("--steps", type=int, default=3600)
+    ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
-    ap.add_argument("--corrupt", type=float, default=0.2, help="share of teacher-forced characters replaced")
+    ap.add_argument("--corrupt", type=float, default=0.1, help="share of teacher-forced characters replaced")
     ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument(
+        "--short-first", type=float, default=0.25, help="share of steps on short clips only (curriculum)"
+    )
+    ap.add_argument("--ctc-weight", type=float, default=0.5)
+    ap.add_argument("--ctc-weight-short", type=float, default=None, help="CTC weight in the short-clip phase")
+    ap.add_argument(
+        "--blind", type=float, default=0.0, help="share of samples with all teacher-forced text replaced"
+    )
     ap.add_argument("--save-every", type=int, default=600, help="steps between intermediate checkpoints")
-    ap.add_argument("--custom-voices", type=float, default=0.6, help="share of random custom espeak-ng speakers")
+    ap.add_argument(
+        "--custom-voices", type=float, default=0.6, help="share of random custom espeak-ng speakers"
+    )
     ap.add_argument("--whisper", type=float, default=0.3, help="share of custom speakers that whisper")
-    ap.add_argument("--voices", type=int, default=240, help="English training voices (CJK: a tenth per language)")
+    ap.add_argument(
+        "--voices", type=int, default=240, help="English training voices (CJK: a tenth per language)"
+    )
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -340,7 +374,7 @@ def main() -> None:
     bank = render_bank(rng, n_en, n_cjk, 50 if args.quick else 2000, args.custom_voices, args.whisper)
     print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
 
-    tok = build_char_tokenizer()
+    tok = build_char_tokenizer(words=synth.EN_WORDS)
     proc = build_processor(tok, chunk_length=CHUNK_S)
     model = build_tiny_model(tok, seed=args.seed, **SIZES)
     if args.init_from:
@@ -368,10 +402,17 @@ def main() -> None:
     batcher = Batcher(proc, Synthesizer(bank, rng), rng)
     t0 = time.time()
     ema_lm = ema_ctc = None
+    short_steps = int(args.short_first * args.steps)
     for step in range(args.steps):
+        batcher.syn.short = step < short_steps
         b = batcher.batch(args.batch)
-        lm, ctc = forward_losses(model, ctc_head, b, ctc_blank=len(tok), corrupt=args.corrupt)
-        loss = lm + 0.5 * ctc
+        lm, ctc = forward_losses(model, ctc_head, b, len(tok), args.corrupt, args.blind)
+        w = (
+            args.ctc_weight_short
+            if batcher.syn.short and args.ctc_weight_short is not None
+            else args.ctc_weight
+        )
+        loss = lm + w * ctc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
