@@ -51,7 +51,8 @@ def build_source(s: PipelineSettings) -> Any:
 
         load_audio(s.input)  # one clear line for a missing, empty or broken file
         return FileSource(s.input, realtime=s.realtime)
-    from glmasr_live.audio.capture import CaptureSettings, MicrophoneSource, find_input_device
+    from glmasr_live.audio.capture import CaptureSettings, MicrophoneSource
+    from glmasr_live.audio.devices import find_input_device
 
     device = s.input_device
     spec: str | int | None = int(device) if device and device.isdigit() else device

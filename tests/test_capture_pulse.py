@@ -20,14 +20,8 @@ import numpy as np
 import pytest
 import soxr
 
-from glmasr_live.audio.capture import (
-    CaptureEvent,
-    CaptureSettings,
-    InputDevice,
-    MicrophoneSource,
-    find_input_device,
-    rescan_devices,
-)
+from glmasr_live.audio.capture import CaptureEvent, CaptureSettings, MicrophoneSource
+from glmasr_live.audio.devices import InputDevice, find_input_device, rescan_devices
 from glmasr_live.audio.ringbuffer import RingBuffer
 from glmasr_live.errors import DeviceError
 from glmasr_live.events import SAMPLE_RATE

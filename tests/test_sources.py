@@ -13,16 +13,10 @@ import pytest
 import soundfile as sf
 import soxr
 
+from glmasr_live.audio.loss_detector import SilentLossDetector
+from glmasr_live.audio.resampler import STREAM_RESAMPLE_QUALITY, StreamResampler
 from glmasr_live.audio.ringbuffer import RingBuffer
-from glmasr_live.audio.sources import (
-    PCM_FORMATS,
-    STREAM_RESAMPLE_QUALITY,
-    AudioSource,
-    FileSource,
-    SilentLossDetector,
-    StdinSource,
-    StreamResampler,
-)
+from glmasr_live.audio.sources import PCM_FORMATS, AudioSource, FileSource, StdinSource
 from glmasr_live.errors import AudioInputError
 from glmasr_live.events import SAMPLE_RATE
 

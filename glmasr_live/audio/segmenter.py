@@ -12,10 +12,12 @@ noise (mode 0). So each 30 ms frame is judged twice and must pass both:
 2. *webrtcvad* on the frame after a gain that brings the speech level to where webrtcvad works
    (~-26 dBFS): it vetoes non-speech-like energy that the floor test lets through.
 
-Then the state machine: an utterance opens once ``min_speech_s`` of speech frames has come
-with no pause as long as the hangover, starts ``pre_roll_s`` before its first speech frame,
-closes after ``hangover_s`` of non-speech (``endpoint_s`` when the pause is clearly silent) and
-ends ``post_roll_s`` after its last speech frame.
+The per-frame features for both come from :class:`~glmasr_live.audio.frames.FrameAnalyser`.
+
+Then the state machine (this module): an utterance opens once ``min_speech_s`` of speech frames
+has come with no pause as long as the hangover, starts ``pre_roll_s`` before its first speech
+frame, closes after ``hangover_s`` of non-speech (``endpoint_s`` when the pause is clearly
+silent) and ends ``post_roll_s`` after its last speech frame.
 Over-long speech is split at the quietest point of the last ``split_search_s``.
 
 Pure: no threads, no I/O, no clock. Every frame is computed the same way whatever the block
@@ -29,18 +31,9 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import webrtcvad
 
+from glmasr_live.audio.frames import DIGITAL_SILENCE_DB, FrameAnalyser
 from glmasr_live.events import SAMPLE_RATE, SpeechEnd, SpeechStart
-
-_FFT_SIZE = 512
-# Band edges in Hz: narrow where voiced energy is, wider up high where whispers and fricatives
-# live. Below 100 Hz is rumble and hum, never needed to tell speech.
-_BAND_EDGES_HZ = (100, 250, 400, 550, 700, 900, 1100, 1400, 1700, 2000, 2500, 3000, 3600, 4300, 5000,
-                  6000, 7000, 7900)  # fmt: skip
-_MAX_BAND_SNR_DB = 40.0  # one very loud band must not outvote all the others
-_ABS_FLOOR_DBFS = -100.0  # ~16-bit quantisation noise: finer detail than int16 is not evidence
-_DIGITAL_SILENCE_DB = -200.0  # the level the analyser gives an all-zero frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,106 +146,6 @@ class SegmenterSettings:
         return max(1, math.ceil(seconds * 1000 / self.frame_ms - 1e-9))
 
 
-class _FrameAnalyser:
-    """Per-frame features: band SNR over the tracked floor, levels, gain and webrtcvad's vote."""
-
-    def __init__(self, s: SegmenterSettings) -> None:
-        self._s = s
-        n = s.frame_samples
-        self._window = np.hanning(n).astype(np.float64)
-        freqs = np.fft.rfftfreq(_FFT_SIZE, 1 / SAMPLE_RATE)
-        band = np.searchsorted(_BAND_EDGES_HZ, freqs, side="right") - 1
-        inside = (freqs >= _BAND_EDGES_HZ[0]) & (freqs < _BAND_EDGES_HZ[-1])
-        members = np.zeros((len(_BAND_EDGES_HZ) - 1, freqs.size))
-        for k in range(members.shape[0]):
-            members[k, inside & (band == k)] = 1.0
-        self._bins = members.sum(axis=1)
-        self._mean = members / self._bins[:, None]  # band power = mean power per bin
-        # Mean-square of the frame from the power of its one-sided spectrum (Parseval, Hann).
-        self._ms_scale = 2.0 / (_FFT_SIZE * float(np.sum(self._window**2)))
-        abs_floor_bin = 10 ** (_ABS_FLOOR_DBFS / 10) / self._ms_scale / (freqs.size - 1)
-        self._abs_floor = np.full(members.shape[0], abs_floor_bin)
-        self._history = np.zeros((s.frames(s.noise_window_s), members.shape[0]))
-        self._filled = 0
-        self._valid = 0  # how many of the latest history rows the floor is taken from
-        self._recent_db = np.zeros((s.frames(s.stationary_s), members.shape[0]))
-        self._smoothed: np.ndarray | None = None
-        self._previous: np.ndarray | None = None
-        self._vad = webrtcvad.Vad(s.webrtc_mode)
-        self.floor = self._abs_floor.copy()
-        self.speech_level_db = -200.0  # none heard yet: the gain follows the floor meanwhile
-        self.gain_db = 0.0
-
-    def reset_continuity(self) -> None:
-        """After a gap: the next frame does not follow the previous one."""
-        self._previous = None
-
-    def band_db(self, power: np.ndarray) -> float:
-        """In-band (100-7900 Hz) level in dBFS of band powers ``power``."""
-        ms = float(np.dot(power, self._bins)) * self._ms_scale
-        return 10 * math.log10(max(ms, 1e-20))
-
-    def analyse(self, frame: np.ndarray) -> tuple[float, float, bool]:
-        """(mean band SNR dB, in-band level dBFS, webrtcvad's vote) of one frame."""
-        if not frame.any():
-            # Digital silence (a muted source, a gap's zeros) says nothing about the noise:
-            # leave the floor where the real noise put it.
-            self._previous = np.zeros_like(self.floor)
-            return 0.0, _DIGITAL_SILENCE_DB, False
-        spectrum = np.fft.rfft(frame * self._window, _FFT_SIZE)
-        power = self._mean @ (spectrum.real**2 + spectrum.imag**2)
-        self._track_floor(power)
-        # Two frames (60 ms) against the floor: halves the chi-square scatter of noise frames.
-        both = power if self._previous is None else 0.5 * (power + self._previous)
-        self._previous = power
-        snr = 10 * np.log10(np.maximum(both, 1e-30) / self.floor)
-        snr_db = float(np.mean(np.clip(snr, 0.0, _MAX_BAND_SNR_DB)))
-        level_db = self.band_db(power)
-        if snr_db >= self._s.snr_threshold_db:
-            self._track_speech_level(level_db)
-        self._update_gain()
-        return snr_db, level_db, self._vote(frame)
-
-    def _track_floor(self, power: np.ndarray) -> None:
-        a = self._s.floor_smoothing
-        self._smoothed = power.copy() if self._smoothed is None else a * self._smoothed + (1 - a) * power
-        size, short = len(self._history), len(self._recent_db)
-        self._history[self._filled % size] = self._smoothed
-        self._recent_db[self._filled % short] = 10 * np.log10(np.maximum(power, 1e-30))
-        self._filled += 1
-        self._valid = min(self._valid + 1, size)
-        if self._filled >= short and self._stationary():
-            self._valid = min(self._valid, short)  # forget the floor from before the noise rose
-        rows = np.arange(self._filled - self._valid, self._filled) % size
-        self.floor = np.maximum(self._history[rows].min(axis=0), self._abs_floor)
-
-    def _stationary(self) -> bool:
-        spread = float(np.mean(np.std(self._recent_db, axis=0)))
-        return spread < self._s.stationary_db
-
-    def _track_speech_level(self, level_db: float) -> None:
-        # Fast attack, slow release (per 30 ms frame): the gain settles within a word and does
-        # not pump on the syllables.
-        if level_db > self.speech_level_db:
-            self.speech_level_db += 0.5 * (level_db - self.speech_level_db)
-        else:
-            self.speech_level_db += 0.02 * (level_db - self.speech_level_db)
-
-    def _update_gain(self) -> None:
-        s = self._s
-        floor_db = self.band_db(self.floor)
-        # Before any speech, assume it will come ~20 dB over the floor.
-        level = self.speech_level_db if self.speech_level_db > -200.0 else floor_db + 20.0
-        gain = s.target_dbfs - level
-        gain = min(gain, s.target_dbfs - s.min_gain_margin_db - floor_db)
-        self.gain_db = float(min(max(gain, s.min_gain_db), s.max_gain_db))
-
-    def _vote(self, frame: np.ndarray) -> bool:
-        gained = np.clip(frame * (10 ** (self.gain_db / 20)), -1.0, 1.0)
-        pcm = (gained * 32767.0).astype(np.int16)
-        return bool(self._vad.is_speech(pcm.tobytes(), SAMPLE_RATE))
-
-
 _IDLE, _CANDIDATE, _SPEECH = "idle", "candidate", "speech"
 SegmentRecords = list[SpeechStart | SpeechEnd]
 
@@ -272,7 +165,7 @@ class Segmenter:
     def __init__(self, settings: SegmenterSettings | None = None, start_sample: int = 0) -> None:
         self.settings = settings or SegmenterSettings()
         s = self.settings
-        self._an = _FrameAnalyser(s)
+        self._an = FrameAnalyser(s)
         self._frame = s.frame_samples
         self._threshold = s.snr_threshold_db
         self._hangover = s.samples(s.hangover_s)
@@ -379,7 +272,7 @@ class Segmenter:
         snr_db, level_db, vote = self._an.analyse(frame)
         self._levels.append((start, level_db))
         speech = vote and snr_db >= self._threshold
-        if level_db <= _DIGITAL_SILENCE_DB:
+        if level_db <= DIGITAL_SILENCE_DB:
             self._digital_silence_at = end
         # On a noise-gated source (digital silence between words) the floor is estimated from
         # the quietest speech, so the fading end of a word reads as clear: there webrtcvad must

@@ -24,18 +24,15 @@ import secrets
 import socket
 from collections import deque
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from glmasr_live import __version__
+from glmasr_live.captions import http
 from glmasr_live.errors import ServerError
 from glmasr_live.events import SCHEMA_VERSION, CaptionEvent
 
@@ -46,11 +43,6 @@ OVERLAY_PATHS = ("/overlay", "/overlay/")
 
 # What a queued message is: a partial may be replaced by a newer one, everything else is kept.
 _PARTIAL, _FINAL, _KEPT = 0, 1, 2
-
-_OVERLAY_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-    "connect-src 'self' ws: wss:; img-src data:; base-uri 'none'; form-action 'none'"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +111,14 @@ class _Subscriber:
     def offer(self, data: bytes, kind: int, frame: bytes | None = None) -> bool:
         """Hand one encoded event to this client without blocking. False: the client was dropped.
 
-        ``frame`` is ``data`` already framed (see ``_text_frame``), shared by all clients.
+        ``frame`` is ``data`` already framed (see ``http.text_frame``), shared by all clients.
         """
         conn = self.conn
         if not self.is_open:
             return True  # dropped or closing already; the handler will unregister it
         if self._drainer is None and conn.transport.get_write_buffer_size() <= self._settings.write_limit:
             try:
-                conn.transport.write(frame if frame is not None else _text_frame(data))
+                conn.transport.write(frame if frame is not None else http.text_frame(data))
             except Exception as exc:  # a dead socket: drop the client, never the publisher
                 self.drop(f"write failed: {exc}")
                 return False
@@ -191,12 +183,12 @@ class CaptionServer:
         s = self.settings
         self.token_generated = False
         self.token: str | None = s.token or None
-        if self.token is None and not is_loopback(s.host):
+        if self.token is None and not http.is_loopback(s.host):
             # Exposed beyond this machine: never without a secret.
             self.token = secrets.token_urlsafe(24)
             self.token_generated = True
         self._hosts = {h.lower().rstrip(".") for h in s.allowed_hosts}
-        if not is_loopback(s.host):
+        if not http.is_loopback(s.host):
             self._hosts.add(s.host.lower())
             if s.host in ("0.0.0.0", "::", ""):
                 name = socket.gethostname().lower()
@@ -216,7 +208,7 @@ class CaptionServer:
     async def start(self) -> None:
         s = self.settings
         self._loop = asyncio.get_running_loop()
-        self._overlay = _read_overlay()
+        self._overlay = http.read_overlay()
         try:
             self._server = await serve(
                 self._handle,
@@ -268,7 +260,7 @@ class CaptionServer:
         else:
             kind = _KEPT
         self.published += 1
-        frame = _text_frame(data)
+        frame = http.text_frame(data)
         for client in self._clients:
             if not client.offer(data, kind, frame):
                 self.dropped += 1
@@ -333,16 +325,16 @@ class CaptionServer:
             client.cancel()
 
     def _hello(self) -> bytes:
-        hello = hello_message([e.to_dict() for e in self._finals])
+        hello = http.hello_message([e.to_dict() for e in self._finals])
         return json.dumps(hello, ensure_ascii=False, separators=(",", ":")).encode()
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         target = urlsplit(request.path)
-        host = _single(request.headers, "Host")
+        host = http.single(request.headers, "Host")
         if host is None or not self._host_allowed(host):
-            return _text(403, "forbidden: Host not allowed\n")
+            return http.text(403, "forbidden: Host not allowed\n")
         if target.path in OVERLAY_PATHS:
-            return _response(200, self._overlay, "text/html; charset=utf-8", overlay=True)
+            return http.response(200, self._overlay, "text/html; charset=utf-8", overlay=True)
         if target.path == "/healthz":
             health = {
                 "status": "ok",
@@ -351,18 +343,18 @@ class CaptionServer:
                 "published": self.published,
                 "dropped": self.dropped,
             }
-            return _response(200, json.dumps(health).encode(), "application/json")
+            return http.response(200, json.dumps(health).encode(), "application/json")
         if target.path not in WS_PATHS:
-            return _text(404, "not found\n")
-        origin = _single(request.headers, "Origin")
+            return http.text(404, "not found\n")
+        origin = http.single(request.headers, "Origin")
         if origin is not None and not self._origin_allowed(origin, host):
-            return _text(403, "forbidden: Origin not allowed\n")
+            return http.text(403, "forbidden: Origin not allowed\n")
         if not self._token_ok(request.headers, target.query):
-            return _text(403, "forbidden: missing or wrong token\n")
+            return http.text(403, "forbidden: missing or wrong token\n")
         return None  # go on with the websocket handshake
 
     def _host_allowed(self, host_header: str) -> bool:
-        name = _host_name(host_header)
+        name = http.host_name(host_header)
         if name is None:
             return False
         if name == "localhost" or name.endswith(".localhost") or name in self._hosts:
@@ -391,81 +383,9 @@ class CaptionServer:
         if self.token is None:
             return True
         supplied = parse_qs(query).get("token", [None])[-1]
-        auth = _single(headers, "Authorization")
+        auth = http.single(headers, "Authorization")
         if supplied is None and auth is not None and auth[:7].lower() == "bearer ":
             supplied = auth[7:].strip()
         if supplied is None:
             return False
         return hmac.compare_digest(supplied.encode(), self.token.encode())
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses that only this machine can reach."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(host_header: str) -> str | None:
-    """``name`` from ``name:port`` or ``[v6]:port``, lower case; None if malformed."""
-    try:
-        name = urlsplit("//" + host_header.strip()).hostname
-    except ValueError:
-        return None
-    return name.rstrip(".") if name else None
-
-
-def _text_frame(data: bytes) -> bytes:
-    """One unmasked text frame, built once per event and written to every client.
-
-    What ``protocol.send_text`` would produce for a server connection without extensions
-    (compression is off), minus ~30% of the per-client fan-out cost; like ``broadcast()``, it
-    relies on the protocol having nothing of its own in flight (the asyncio connection writes
-    everything the protocol produces at once).
-    """
-    return Frame(Opcode.TEXT, data).serialize(mask=False, extensions=[])
-
-
-def _single(headers: Headers, name: str) -> str | None:
-    values = headers.get_all(name)
-    return values[0] if len(values) == 1 else None
-
-
-def _read_overlay() -> bytes:
-    try:
-        return resources.files("glmasr_live").joinpath("web/overlay.html").read_bytes()
-    except OSError as exc:
-        raise ServerError(f"the overlay page is missing from the installation: {exc}") from exc
-
-
-def _response(status: int, body: bytes, content_type: str, overlay: bool = False) -> Response:
-    headers: list[tuple[str, str]] = [
-        ("Content-Type", content_type),
-        ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Connection", "close"),
-    ]
-    if overlay:
-        # The page URL may carry the token: never leak it in a Referer.
-        headers += [("Content-Security-Policy", _OVERLAY_CSP), ("Referrer-Policy", "no-referrer")]
-    phrases: dict[int, str] = {200: "OK", 403: "Forbidden", 404: "Not Found"}
-    return Response(status, phrases.get(status, ""), Headers(headers), body)
-
-
-def _text(status: int, text: str) -> Response:
-    return _response(status, text.encode(), "text/plain; charset=utf-8")
-
-
-def hello_message(finals: list[dict[str, Any]]) -> dict[str, Any]:
-    """The hello a subscriber receives first (documented in the JSON Schema)."""
-    return {
-        "type": "hello",
-        "v": SCHEMA_VERSION,
-        "server": "glmasr-live",
-        "version": __version__,
-        "finals": finals,
-    }

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from glmasr_live.audio.capture import InputDevice
+    from glmasr_live.audio.devices import InputDevice
 
 
 def add_input_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glmasr_live.audio.capture import find_input_device, list_input_devices
+    from glmasr_live.audio.devices import find_input_device, list_input_devices
 
     devices = list_input_devices()
     if args.json:

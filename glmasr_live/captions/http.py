@@ -1,0 +1,94 @@
+"""HTTP and websocket helpers of the caption server: Host and loopback checks, header access,
+the plain responses and the overlay page it serves, the shared text frame, the hello message."""
+
+from __future__ import annotations
+
+import ipaddress
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+
+from glmasr_live import __version__
+from glmasr_live.errors import ServerError
+from glmasr_live.events import SCHEMA_VERSION
+
+_OVERLAY_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "connect-src 'self' ws: wss:; img-src data:; base-uri 'none'; form-action 'none'"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses that only this machine can reach."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(host_header: str) -> str | None:
+    """``name`` from ``name:port`` or ``[v6]:port``, lower case; None if malformed."""
+    try:
+        name = urlsplit("//" + host_header.strip()).hostname
+    except ValueError:
+        return None
+    return name.rstrip(".") if name else None
+
+
+def text_frame(data: bytes) -> bytes:
+    """One unmasked text frame, built once per event and written to every client.
+
+    What ``protocol.send_text`` would produce for a server connection without extensions
+    (compression is off), minus ~30% of the per-client fan-out cost; like ``broadcast()``, it
+    relies on the protocol having nothing of its own in flight (the asyncio connection writes
+    everything the protocol produces at once).
+    """
+    return Frame(Opcode.TEXT, data).serialize(mask=False, extensions=[])
+
+
+def single(headers: Headers, name: str) -> str | None:
+    values = headers.get_all(name)
+    return values[0] if len(values) == 1 else None
+
+
+def read_overlay() -> bytes:
+    try:
+        return resources.files("glmasr_live").joinpath("web/overlay.html").read_bytes()
+    except OSError as exc:
+        raise ServerError(f"the overlay page is missing from the installation: {exc}") from exc
+
+
+def response(status: int, body: bytes, content_type: str, overlay: bool = False) -> Response:
+    headers: list[tuple[str, str]] = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Connection", "close"),
+    ]
+    if overlay:
+        # The page URL may carry the token: never leak it in a Referer.
+        headers += [("Content-Security-Policy", _OVERLAY_CSP), ("Referrer-Policy", "no-referrer")]
+    phrases: dict[int, str] = {200: "OK", 403: "Forbidden", 404: "Not Found"}
+    return Response(status, phrases.get(status, ""), Headers(headers), body)
+
+
+def text(status: int, text: str) -> Response:
+    return response(status, text.encode(), "text/plain; charset=utf-8")
+
+
+def hello_message(finals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hello a subscriber receives first (documented in the JSON Schema)."""
+    return {
+        "type": "hello",
+        "v": SCHEMA_VERSION,
+        "server": "glmasr-live",
+        "version": __version__,
+        "finals": finals,
+    }
