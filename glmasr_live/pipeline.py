@@ -51,7 +51,8 @@ def build_source(s: PipelineSettings) -> Any:
 
         load_audio(s.input)  # one clear line for a missing, empty or broken file
         return FileSource(s.input, realtime=s.realtime)
-    from glmasr_live.audio.capture import CaptureSettings, MicrophoneSource
+    from glmasr_live.audio.capture import MicrophoneSource
+    from glmasr_live.audio.capture_types import CaptureSettings
     from glmasr_live.audio.devices import find_input_device
 
     device = s.input_device

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from glmasr_live.audio.capture import CaptureSettings, MicrophoneSource
+from glmasr_live.audio.capture import MicrophoneSource
+from glmasr_live.audio.capture_types import CaptureSettings
 from glmasr_live.audio.devices import rescan_devices
 from glmasr_live.audio.ringbuffer import RingBuffer
 from glmasr_live.events import SAMPLE_RATE

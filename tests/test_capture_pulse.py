@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import soxr
 
-from glmasr_live.audio.capture import CaptureEvent, CaptureSettings, MicrophoneSource
+from glmasr_live.audio.capture import MicrophoneSource
+from glmasr_live.audio.capture_types import CaptureEvent, CaptureSettings
 from glmasr_live.audio.devices import InputDevice, find_input_device, rescan_devices
 from glmasr_live.audio.ringbuffer import RingBuffer
 from glmasr_live.errors import DeviceError
