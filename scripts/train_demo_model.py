@@ -306,6 +306,12 @@ def forward_losses(
     place = (b["input_ids"] == model.config.audio_token_id).unsqueeze(-1).expand_as(emb)
     emb = emb.masked_scatter(place, audio_tokens.to(emb.dtype))
     hidden = core.language_model(inputs_embeds=emb, attention_mask=b["attention_mask"]).last_hidden_state
+    # Audio tokens on the scale of the text embeddings: unchecked, the projector output grows
+    # ~100x larger, the residual stream at audio positions is then the raw audio token at every
+    # layer and the LM cannot contextualise them (what aligning text to audio needs).
+    text_rms = core.language_model.get_input_embeddings().weight.pow(2).mean().sqrt().detach()
+    ratio = audio_tokens.pow(2).mean().sqrt() / text_rms
+    scale_loss = torch.relu(ratio - 1.0) ** 2
     logits = model.lm_head(hidden)
     lm_loss = nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), b["labels"][:, 1:].reshape(-1), ignore_index=-100
@@ -329,7 +335,7 @@ def forward_losses(
         blank=ctc_blank,
         zero_infinity=True,
     )
-    return lm_loss, ctc
+    return lm_loss, ctc, scale_loss
 
 
 def main() -> None:
@@ -347,6 +353,9 @@ def main() -> None:
         "--short-first", type=float, default=0.25, help="share of steps on short clips only (curriculum)"
     )
     ap.add_argument("--ctc-weight", type=float, default=0.5)
+    ap.add_argument(
+        "--scale-weight", type=float, default=0.1, help="keeps audio tokens on the text embeddings' scale"
+    )
     ap.add_argument("--ctc-weight-short", type=float, default=None, help="CTC weight in the short-clip phase")
     ap.add_argument(
         "--blind", type=float, default=0.0, help="share of samples with all teacher-forced text replaced"
@@ -406,13 +415,13 @@ def main() -> None:
     for step in range(args.steps):
         batcher.syn.short = step < short_steps
         b = batcher.batch(args.batch)
-        lm, ctc = forward_losses(model, ctc_head, b, len(tok), args.corrupt, args.blind)
+        lm, ctc, scale = forward_losses(model, ctc_head, b, len(tok), args.corrupt, args.blind)
         w = (
             args.ctc_weight_short
             if batcher.syn.short and args.ctc_weight_short is not None
             else args.ctc_weight
         )
-        loss = lm + w * ctc
+        loss = lm + w * ctc + args.scale_weight * scale
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
@@ -420,10 +429,11 @@ def main() -> None:
         sched.step()
         ema_lm = lm.item() if ema_lm is None else 0.98 * ema_lm + 0.02 * lm.item()
         ema_ctc = ctc.item() if ema_ctc is None else 0.98 * ema_ctc + 0.02 * ctc.item()
+        ratio = 1.0 + float(scale.item()) ** 0.5
         if step % 50 == 0 or step == args.steps - 1:
             el = time.time() - t0
             print(
-                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  audio/text {ratio:.1f}  lr {sched.get_last_lr()[0]:.2e}  "
                 f"{el / (step + 1):.2f}s/step  eta {el / (step + 1) * (args.steps - step - 1) / 60:.1f} min",
                 flush=True,
             )
