@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from glmasr_live import synth
-from glmasr_live.asr.streaming import audio_token_counts
+from glmasr_live.asr.blocks import audio_token_counts
 from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model
 from glmasr_live.events import SAMPLE_RATE
 

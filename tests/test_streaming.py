@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from glmasr_live.asr.agreement import LocalAgreement, agreed_prefix_units, split_units
-from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings, find_pause, reference_hypothesis
+from glmasr_live.asr.blocks import find_pause
+from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings, reference_hypothesis
 
 SR = 16000
 

@@ -22,10 +22,9 @@ import torch
 from transformers import DynamicCache
 
 from glmasr_live.asr.agreement import LocalAgreement, split_units
+from glmasr_live.asr.blocks import Padding, encode_blocks, find_pause, quietest_point
 from glmasr_live.asr.engine import AsrEngine
 from glmasr_live.events import SAMPLE_RATE
-
-Padding = Literal["full", "none"]
 
 
 @functools.cache
@@ -116,91 +115,6 @@ class PromptParts:
         tok = engine.tokenizer
         self.head = list(tok(head, add_special_tokens=False).input_ids)
         self.tail = list(tok(tail, add_special_tokens=False).input_ids)
-
-
-def encode_blocks(engine: AsrEngine, blocks: list[np.ndarray], padding: Padding) -> list[torch.Tensor]:
-    """Audio tokens of each block, each encoded as an independent window (one batch)."""
-    if not blocks:
-        return []
-    fe = engine.processor.feature_extractor
-    unit = 8 * engine.hop  # 8 mel frames: conv stride 2 then a 4-frame merge stay whole
-    if padding == "full":
-        target = engine.window_samples
-    else:
-        target = min(engine.window_samples, max(unit, -(-max(len(b) for b in blocks) // unit) * unit))
-    safe = [b if len(b) else np.zeros(1, np.float32) for b in blocks]
-    feats = fe(
-        safe,
-        sampling_rate=SAMPLE_RATE,
-        padding="max_length",
-        max_length=target,
-        truncation=True,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    mask = feats["attention_mask"].to(engine.device)
-    for i, b in enumerate(blocks):
-        if not len(b):
-            mask[i] = 0
-    x = feats["input_features"].to(engine.device, engine.dtype)
-    if padding == "none" and len(blocks) > 1:
-        # True length per block: encode one at a time so no block sees another's padding.
-        return [encode_blocks(engine, [b], padding)[0] for b in blocks]
-    out = engine.model.get_audio_features(x, mask, return_dict=True).pooler_output
-    counts = audio_token_counts(mask.sum(-1))
-    return list(torch.split(out, counts))
-
-
-def audio_token_counts(frames: torch.Tensor) -> list[int]:
-    """Audio tokens per window from its valid mel frames (conv k3 s1, conv k3 s2, merge 4),
-    the same arithmetic as ``GlmAsrModel.get_audio_features``."""
-    n = (frames + 2 - 2 - 1) // 1 + 1
-    n = (n + 2 - 2 - 1) // 2 + 1
-    t = (n - 4) // 4 + 1
-    return [max(0, int(v)) for v in t.tolist()]
-
-
-def find_pause(audio: np.ndarray, min_start: int, max_end: int, pause_s: float) -> int | None:
-    """Middle of the latest quiet stretch of ``pause_s`` within audio[min_start:max_end], or None.
-
-    Quiet is relative: 20 ms frames more than 25 dB below the loudest frame of the span (and
-    within 6 dB of the quietest), so it works for whispered and loud speech alike.
-    """
-    hop = SAMPLE_RATE // 50
-    seg = audio[min_start:max_end]
-    n = len(seg) // hop
-    need = max(1, int(round(pause_s * 50)))
-    if n < need + 2:
-        return None
-    frames = seg[: n * hop].reshape(n, hop).astype(np.float64)
-    db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    threshold = min(db.max() - 25.0, db.min() + 6.0) if db.max() - db.min() > 12 else None
-    if threshold is None:
-        return None
-    quiet = db <= threshold
-    run = 0
-    for i in range(n - 1, -1, -1):
-        run = run + 1 if quiet[i] else 0
-        if run >= need:
-            j = i
-            while j > 0 and quiet[j - 1]:
-                j -= 1
-            k = i + run
-            while k < n and quiet[k]:
-                k += 1
-            return min_start + ((j + k) // 2) * hop
-    return None
-
-
-def quietest_point(audio: np.ndarray, lo: int, hi: int) -> int:
-    """Sample in [lo, hi) at the centre of the quietest 100 ms (forced cut of an over-long block)."""
-    hop = SAMPLE_RATE // 100
-    seg = audio[lo:hi]
-    n = len(seg) // hop
-    if n < 10:
-        return hi
-    e = np.convolve(np.mean(seg[: n * hop].reshape(n, hop) ** 2, axis=1), np.ones(10), "valid")
-    return lo + (int(np.argmin(e)) + 5) * hop
 
 
 class StreamingDecoder:
