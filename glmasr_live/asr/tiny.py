@@ -1,7 +1,8 @@
 """Small GLM-ASR models built from config: the demo checkpoint's recipe and the test models.
 
 They use the real classes (``GlmAsrForConditionalGeneration``, ``GlmAsrProcessor``) with a
-character tokenizer whose special tokens and chat template reproduce the real model's prompt:
+small BPE tokenizer (characters, plus whole-word tokens for the demo model's domain words, as in
+a real BPE vocabulary) whose special tokens and chat template reproduce the real model's prompt:
 
     <|user|>\\n<|begin_of_audio|><|pad|>×N<|end_of_audio|><|user|>\\n{instruction}<|assistant|>\\n
 """
