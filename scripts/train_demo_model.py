@@ -289,8 +289,31 @@ def corrupt_text_inputs(
     return torch.where(hit, random_chars, ids)
 
 
+def _ctc(logp_per_window: list[torch.Tensor], per_sample: list[int], targets: list[torch.Tensor], blank: int):
+    """CTC over each sample's windows concatenated (log-probs per window, valid frames only)."""
+    seqs, k = [], 0
+    for n_w in per_sample:
+        seqs.append(torch.cat(logp_per_window[k : k + n_w]))
+        k += n_w
+    padded = nn.utils.rnn.pad_sequence(seqs)  # (T, B, V)
+    return nn.functional.ctc_loss(
+        padded,
+        torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long),
+        torch.tensor([s.shape[0] for s in seqs]),
+        torch.tensor([len(t) for t in targets]),
+        blank=blank,
+        zero_infinity=True,
+    )
+
+
 def forward_losses(
-    model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt: float = 0.0, blind: float = 0.0
+    model,
+    ctc_head: nn.Linear,
+    b: dict,
+    ctc_blank: int,
+    corrupt: float = 0.0,
+    blind: float = 0.0,
+    blank_vec: torch.Tensor | None = None,
 ):
     core = model.model
     enc = core.audio_tower(b["input_features"]).last_hidden_state  # (W, T/2, H) at 50 frames/s
@@ -316,26 +339,21 @@ def forward_losses(
     lm_loss = nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), b["labels"][:, 1:].reshape(-1), ignore_index=-100
     )
-    # CTC over each sample's concatenated valid encoder frames
+    # CTC over each sample's concatenated valid encoder frames (50 per second)
     logp = ctc_head(enc).log_softmax(-1)
-    seqs, lens, k = [], [], 0
-    for n_w in b["per_sample"]:
-        parts = [logp[k + j, : int(enc_len[k + j])] for j in range(n_w)]
-        k += n_w
-        seq = torch.cat(parts)
-        seqs.append(seq)
-        lens.append(seq.shape[0])
-    padded = nn.utils.rnn.pad_sequence(seqs)  # (T, B, V)
-    tg = b["ctc_targets"]
-    ctc = nn.functional.ctc_loss(
-        padded,
-        torch.cat(tg) if tg else torch.zeros(0, dtype=torch.long),
-        torch.tensor(lens),
-        torch.tensor([len(t) for t in tg]),
-        blank=ctc_blank,
-        zero_infinity=True,
-    )
-    return lm_loss, ctc, scale_loss
+    ctc = _ctc([logp[i, : int(enc_len[i])] for i in range(w)], b["per_sample"], b["ctc_targets"], ctc_blank)
+    # CTC on the audio tokens themselves (12.5 per second), scored against the LM's own text
+    # embeddings (plus a blank vector): the audio token of a word points the way its text
+    # embedding does, so the LM finds "the audio of the word after the one just written" by a
+    # plain content match instead of discovering the alignment on its own.
+    token_ctc = torch.zeros(())
+    if blank_vec is not None:
+        table = torch.cat([core.language_model.get_input_embeddings().weight, blank_vec[None]])
+        tl = (audio @ table.T / text_rms).log_softmax(-1)
+        token_ctc = _ctc(
+            [tl[i, : int(post[i])] for i in range(w)], b["per_sample"], b["ctc_targets"], len(table) - 1
+        )
+    return lm_loss, ctc, scale_loss, token_ctc
 
 
 def main() -> None:
@@ -353,6 +371,9 @@ def main() -> None:
         "--short-first", type=float, default=0.25, help="share of steps on short clips only (curriculum)"
     )
     ap.add_argument("--ctc-weight", type=float, default=0.5)
+    ap.add_argument(
+        "--token-ctc", type=float, default=0.5, help="weight of the audio-token CTC on text embeddings"
+    )
     ap.add_argument(
         "--scale-weight", type=float, default=0.1, help="keeps audio tokens on the text embeddings' scale"
     )
@@ -396,7 +417,8 @@ def main() -> None:
         print(f"initialised {'encoder' if args.reinit_lm else 'model'} from {args.init_from}", flush=True)
     model.train()
     ctc_head = nn.Linear(SIZES["audio_hidden"], len(tok) + 1)
-    params = list(model.parameters()) + list(ctc_head.parameters())
+    blank_vec = nn.Parameter(torch.randn(SIZES["text_hidden"]) * 0.02)  # training only, not saved
+    params = list(model.parameters()) + list(ctc_head.parameters()) + [blank_vec]
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = min(args.warmup, args.steps // 10 + 1)
@@ -410,18 +432,20 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     batcher = Batcher(proc, Synthesizer(bank, rng), rng)
     t0 = time.time()
-    ema_lm = ema_ctc = None
+    ema_lm = ema_ctc = ema_t = None
     short_steps = int(args.short_first * args.steps)
     for step in range(args.steps):
         batcher.syn.short = step < short_steps
         b = batcher.batch(args.batch)
-        lm, ctc, scale = forward_losses(model, ctc_head, b, len(tok), args.corrupt, args.blind)
+        lm, ctc, scale, tctc = forward_losses(
+            model, ctc_head, b, len(tok), args.corrupt, args.blind, blank_vec if args.token_ctc else None
+        )
         w = (
             args.ctc_weight_short
             if batcher.syn.short and args.ctc_weight_short is not None
             else args.ctc_weight
         )
-        loss = lm + w * ctc + args.scale_weight * scale
+        loss = lm + w * ctc + args.scale_weight * scale + args.token_ctc * tctc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
@@ -429,11 +453,12 @@ def main() -> None:
         sched.step()
         ema_lm = lm.item() if ema_lm is None else 0.98 * ema_lm + 0.02 * lm.item()
         ema_ctc = ctc.item() if ema_ctc is None else 0.98 * ema_ctc + 0.02 * ctc.item()
+        ema_t = tctc.item() if ema_t is None else 0.98 * ema_t + 0.02 * tctc.item()
         ratio = 1.0 + float(scale.item()) ** 0.5
         if step % 50 == 0 or step == args.steps - 1:
             el = time.time() - t0
             print(
-                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  audio/text {ratio:.1f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  token-ctc {ema_t:.3f}  audio/text {ratio:.1f}  lr {sched.get_last_lr()[0]:.2e}  "
                 f"{el / (step + 1):.2f}s/step  eta {el / (step + 1) * (args.steps - step - 1) / 60:.1f} min",
                 flush=True,
             )
