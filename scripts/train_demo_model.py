@@ -63,27 +63,13 @@ def _render_job(args: tuple[str, synth.Voice]) -> tuple[str, synth.Voice, np.nda
     return text, voice, synth.render(text, voice)
 
 
-def random_training_voice(
-    rng: np.random.Generator, lang: str, custom_p: float, whisper_p: float
-) -> synth.Voice:
-    """A built-in training voice, or (share ``custom_p``) a random custom speaker, whispered at ``whisper_p``."""
-    if rng.random() < custom_p:
-        return synth.random_variant_voice(rng, lang, whisper=bool(rng.random() < whisper_p))
-    return synth.random_voice(rng, lang=lang, extended=True)
-
-
 def render_bank(
-    rng: np.random.Generator,
-    n_en_voices: int,
-    n_cjk_voices: int,
-    n_sentences: int,
-    custom_p: float = 0.6,
-    whisper_p: float = 0.3,
+    rng: np.random.Generator, n_en_voices: int, n_cjk_voices: int, n_sentences: int, extended: bool = False
 ):
     """Render every vocabulary word for a set of random training voices, plus whole sentences."""
-    voices_en = [random_training_voice(rng, "en", custom_p, whisper_p) for _ in range(n_en_voices)]
+    voices_en = [synth.random_voice(rng, extended=extended) for _ in range(n_en_voices)]
     voices_cjk = [
-        random_training_voice(rng, lang, custom_p, whisper_p)
+        synth.random_voice(rng, lang=lang, extended=extended)
         for lang in ("cmn", "yue")
         for _ in range(n_cjk_voices)
     ]
@@ -112,9 +98,7 @@ class Synthesizer:
 
     def __init__(self, bank, rng: np.random.Generator):
         self.voices_en, self.voices_cjk, self.table, self.sentences = bank
-        self.short_sentences = [s for s in self.sentences if len(s[0]) <= 6]
         self.rng = rng
-        self.short = False  # curriculum: only utterances of up to ~5 s (one window)
 
     def _words_clip(self) -> Clip:
         rng = self.rng
@@ -122,7 +106,7 @@ class Synthesizer:
         voice = (self.voices_cjk if cjk else self.voices_en)[
             int(rng.integers(len(self.voices_cjk if cjk else self.voices_en)))
         ]
-        dur = rng.uniform(0.6, 5.0) if self.short or rng.random() < 0.62 else rng.uniform(5.0, 14.0)
+        dur = rng.uniform(0.6, 5.0) if rng.random() < 0.7 else rng.uniform(5.0, 14.0)
         n = max(1, int(dur / (0.35 if cjk else 0.55)))
         words = synth.random_words(rng, n, cjk)
         pieces, spans, pos = [], [], 0
@@ -139,8 +123,7 @@ class Synthesizer:
         return Clip(np.concatenate(pieces), synth.join_words(words, cjk), spans, voice.whispered)
 
     def _sentence_clip(self) -> Clip:
-        pool = self.short_sentences if self.short else self.sentences
-        words, voice = pool[int(self.rng.integers(len(pool)))]
+        words, voice = self.sentences[int(self.rng.integers(len(self.sentences)))]
         text_in = "，".join(words) if voice.is_cjk else ", ".join(words)
         a = self.table[(text_in, voice)]
         return Clip(a.copy(), synth.join_words(words, voice.is_cjk), [(0, len(a))], voice.whispered)
@@ -148,15 +131,14 @@ class Synthesizer:
     def sample(self) -> tuple[np.ndarray, str, list[tuple[int, int]]]:
         rng = self.rng
         if rng.random() < 0.08:  # silence or noise alone -> empty transcript
-            n = int(rng.uniform(0.5, 4 if self.short else 10) * SAMPLE_RATE)
+            n = int(rng.uniform(0.5, 10) * SAMPLE_RATE)
             if rng.random() < 0.3:
                 return np.zeros(n, np.float32), "", []
             kind = str(rng.choice(["white", "pink", "brown"]))
             return synth.noise(kind, n, rng) * 10 ** (rng.uniform(-70, -35) / 20), "", []
         clip = self._sentence_clip() if rng.random() < 0.3 else self._words_clip()
-        pad = 0.4 if self.short else 1.2
-        lead = int(rng.uniform(0, pad) * SAMPLE_RATE) if rng.random() < 0.6 else 0
-        trail = int(rng.uniform(0, pad) * SAMPLE_RATE) if rng.random() < 0.6 else 0
+        lead = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
+        trail = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
         audio = np.concatenate([np.zeros(lead, np.float32), clip.audio, np.zeros(trail, np.float32)])
         spans = [(s + lead, e + lead) for s, e in clip.spans]
         level = rng.uniform(-50, -18)
@@ -205,15 +187,9 @@ class Batcher:
         self.audio_id = processor.audio_token_id
         self.eos = self.tok.convert_tokens_to_ids("<|endoftext|>")
         self.pad = self.tok.pad_token_id
-        self.space = self.tok.convert_tokens_to_ids(" ")
-
-    def _ctc_ids(self, text: str) -> list[int]:
-        ids = self.tok(" " + text, add_special_tokens=False).input_ids if text else []
-        return ids[1:] if ids and ids[0] == self.space else ids
 
     def batch(self, size: int):
-        # else pad only to the batch's longest window (cheap steps in the short-clip phase)
-        full_pad = self.rng.random() < (0.15 if self.syn.short else 0.35)
+        full_pad = self.rng.random() < 0.5  # else pad only to the batch's longest window
         chunks, per_sample, texts = [], [], []
         for _ in range(size):
             audio, text, spans = self.syn.sample()
@@ -252,9 +228,8 @@ class Batcher:
             ids[i, : len(s)] = torch.tensor(s)
             lab[i, : len(s)] = torch.tensor(lb)
             att[i, : len(s)] = 1
-        # CTC targets: the transcript's token ids, per sample, over all its windows' frames; every
-        # word in its space-prefixed form (the encoder cannot know which word comes first)
-        ctc_targets = [torch.tensor(self._ctc_ids(t)) for t in texts]
+        # CTC targets: the transcript's character ids, per sample, over all its windows' frames
+        ctc_targets = [torch.tensor(self.tok(t, add_special_tokens=False).input_ids) for t in texts]
         return dict(
             input_features=feats["input_features"],
             input_features_mask=mask,
@@ -269,52 +244,22 @@ class Batcher:
 # ---------------------------------------------------------------------------- model
 
 
-def corrupt_text_inputs(
-    ids: torch.Tensor, labels: torch.Tensor, p: float, vocab: int, blind: float = 0.0
-) -> torch.Tensor:
+def corrupt_text_inputs(ids: torch.Tensor, labels: torch.Tensor, p: float, vocab: int) -> torch.Tensor:
     """Replace a share ``p`` of the teacher-forced transcript characters with random ones.
 
     With clean teacher forcing a character LM predicts most of a word from its first letters
     and never needs the audio (the loss plateaus at the language prior); corrupted inputs make
     the audio the only reliable evidence. Labels stay clean.
     """
-    if p <= 0 and blind <= 0:
+    if p <= 0:
         return ids
     text_pos = labels != -100  # input positions that hold transcript characters (and the eos)
-    # ``blind``: a share of the samples gets every teacher-forced character replaced, so the
-    # next character can only come from the audio (and the position in it).
-    rate = torch.where(torch.rand(ids.shape[0], 1) < blind, 1.0, p)
-    hit = text_pos & (torch.rand(ids.shape) < rate)
+    hit = text_pos & (torch.rand(ids.shape) < p)
     random_chars = torch.randint(8, vocab, ids.shape)  # ids below 8 are the special tokens
     return torch.where(hit, random_chars, ids)
 
 
-def _ctc(logp_per_window: list[torch.Tensor], per_sample: list[int], targets: list[torch.Tensor], blank: int):
-    """CTC over each sample's windows concatenated (log-probs per window, valid frames only)."""
-    seqs, k = [], 0
-    for n_w in per_sample:
-        seqs.append(torch.cat(logp_per_window[k : k + n_w]))
-        k += n_w
-    padded = nn.utils.rnn.pad_sequence(seqs)  # (T, B, V)
-    return nn.functional.ctc_loss(
-        padded,
-        torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long),
-        torch.tensor([s.shape[0] for s in seqs]),
-        torch.tensor([len(t) for t in targets]),
-        blank=blank,
-        zero_infinity=True,
-    )
-
-
-def forward_losses(
-    model,
-    ctc_head: nn.Linear,
-    b: dict,
-    ctc_blank: int,
-    corrupt: float = 0.0,
-    blind: float = 0.0,
-    blank_vec: torch.Tensor | None = None,
-):
+def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt: float = 0.0):
     core = model.model
     enc = core.audio_tower(b["input_features"]).last_hidden_state  # (W, T/2, H) at 50 frames/s
     w = enc.shape[0]
@@ -324,71 +269,50 @@ def forward_losses(
     post = (enc_len - 4) // 4 + 1
     valid = torch.arange(audio.shape[1])[None, :] < post[:, None]
     audio_tokens = audio[valid]
-    ids = corrupt_text_inputs(b["input_ids"], b["labels"], corrupt, ctc_blank, blind)
+    ids = corrupt_text_inputs(b["input_ids"], b["labels"], corrupt, ctc_blank)
     emb = core.language_model.get_input_embeddings()(ids)
     place = (b["input_ids"] == model.config.audio_token_id).unsqueeze(-1).expand_as(emb)
     emb = emb.masked_scatter(place, audio_tokens.to(emb.dtype))
     hidden = core.language_model(inputs_embeds=emb, attention_mask=b["attention_mask"]).last_hidden_state
-    # Audio tokens on the scale of the text embeddings: unchecked, the projector output grows
-    # ~100x larger, the residual stream at audio positions is then the raw audio token at every
-    # layer and the LM cannot contextualise them (what aligning text to audio needs).
-    text_rms = core.language_model.get_input_embeddings().weight.pow(2).mean().sqrt().detach()
-    ratio = audio_tokens.pow(2).mean().sqrt() / text_rms
-    scale_loss = torch.relu(ratio - 1.0) ** 2
     logits = model.lm_head(hidden)
     lm_loss = nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), b["labels"][:, 1:].reshape(-1), ignore_index=-100
     )
-    # CTC over each sample's concatenated valid encoder frames (50 per second)
+    # CTC over each sample's concatenated valid encoder frames
     logp = ctc_head(enc).log_softmax(-1)
-    ctc = _ctc([logp[i, : int(enc_len[i])] for i in range(w)], b["per_sample"], b["ctc_targets"], ctc_blank)
-    # CTC on the audio tokens themselves (12.5 per second), scored against the LM's own text
-    # embeddings (plus a blank vector): the audio token of a word points the way its text
-    # embedding does, so the LM finds "the audio of the word after the one just written" by a
-    # plain content match instead of discovering the alignment on its own.
-    token_ctc = torch.zeros(())
-    if blank_vec is not None:
-        table = torch.cat([core.language_model.get_input_embeddings().weight, blank_vec[None]])
-        tl = (audio @ table.T / text_rms).log_softmax(-1)
-        token_ctc = _ctc(
-            [tl[i, : int(post[i])] for i in range(w)], b["per_sample"], b["ctc_targets"], len(table) - 1
-        )
-    return lm_loss, ctc, scale_loss, token_ctc
+    seqs, lens, k = [], [], 0
+    for n_w in b["per_sample"]:
+        parts = [logp[k + j, : int(enc_len[k + j])] for j in range(n_w)]
+        k += n_w
+        seq = torch.cat(parts)
+        seqs.append(seq)
+        lens.append(seq.shape[0])
+    padded = nn.utils.rnn.pad_sequence(seqs)  # (T, B, V)
+    tg = b["ctc_targets"]
+    ctc = nn.functional.ctc_loss(
+        padded,
+        torch.cat(tg) if tg else torch.zeros(0, dtype=torch.long),
+        torch.tensor(lens),
+        torch.tensor([len(t) for t in tg]),
+        blank=ctc_blank,
+        zero_infinity=True,
+    )
+    return lm_loss, ctc
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("assets/demo-model"))
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=2400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
-    ap.add_argument("--corrupt", type=float, default=0.1, help="share of teacher-forced characters replaced")
-    ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument(
-        "--short-first", type=float, default=0.25, help="share of steps on short clips only (curriculum)"
-    )
-    ap.add_argument("--ctc-weight", type=float, default=0.5)
-    ap.add_argument(
-        "--token-ctc", type=float, default=0.5, help="weight of the audio-token CTC on text embeddings"
-    )
-    ap.add_argument(
-        "--scale-weight", type=float, default=0.1, help="keeps audio tokens on the text embeddings' scale"
-    )
-    ap.add_argument("--ctc-weight-short", type=float, default=None, help="CTC weight in the short-clip phase")
-    ap.add_argument(
-        "--blind", type=float, default=0.0, help="share of samples with all teacher-forced text replaced"
-    )
+    ap.add_argument("--corrupt", type=float, default=0.25, help="share of teacher-forced characters replaced")
+    ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--save-every", type=int, default=600, help="steps between intermediate checkpoints")
-    ap.add_argument(
-        "--custom-voices", type=float, default=0.6, help="share of random custom espeak-ng speakers"
-    )
-    ap.add_argument("--whisper", type=float, default=0.3, help="share of custom speakers that whisper")
-    ap.add_argument(
-        "--voices", type=int, default=240, help="English training voices (CJK: a tenth per language)"
-    )
+    ap.add_argument("--more-voices", action="store_true", help="extended voice variants, bigger voice bank")
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -398,13 +322,13 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
-    t0 = t_start = time.time()
-    n_en = 8 if args.quick else args.voices
-    n_cjk = 2 if args.quick else max(2, args.voices // 10)
-    bank = render_bank(rng, n_en, n_cjk, 50 if args.quick else 2000, args.custom_voices, args.whisper)
+    t0 = time.time()
+    n_en = 8 if args.quick else (160 if args.more_voices else 90)
+    n_cjk = 2 if args.quick else (24 if args.more_voices else 10)
+    bank = render_bank(rng, n_en, n_cjk, 50 if args.quick else 1500, extended=args.more_voices)
     print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
 
-    tok = build_char_tokenizer(words=synth.EN_WORDS)
+    tok = build_char_tokenizer()
     proc = build_processor(tok, chunk_length=CHUNK_S)
     model = build_tiny_model(tok, seed=args.seed, **SIZES)
     if args.init_from:
@@ -417,8 +341,7 @@ def main() -> None:
         print(f"initialised {'encoder' if args.reinit_lm else 'model'} from {args.init_from}", flush=True)
     model.train()
     ctc_head = nn.Linear(SIZES["audio_hidden"], len(tok) + 1)
-    blank_vec = nn.Parameter(torch.randn(SIZES["text_hidden"]) * 0.02)  # training only, not saved
-    params = list(model.parameters()) + list(ctc_head.parameters()) + [blank_vec]
+    params = list(model.parameters()) + list(ctc_head.parameters())
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = min(args.warmup, args.steps // 10 + 1)
@@ -432,20 +355,11 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     batcher = Batcher(proc, Synthesizer(bank, rng), rng)
     t0 = time.time()
-    ema_lm = ema_ctc = ema_t = None
-    short_steps = int(args.short_first * args.steps)
+    ema_lm = ema_ctc = None
     for step in range(args.steps):
-        batcher.syn.short = step < short_steps
         b = batcher.batch(args.batch)
-        lm, ctc, scale, tctc = forward_losses(
-            model, ctc_head, b, len(tok), args.corrupt, args.blind, blank_vec if args.token_ctc else None
-        )
-        w = (
-            args.ctc_weight_short
-            if batcher.syn.short and args.ctc_weight_short is not None
-            else args.ctc_weight
-        )
-        loss = lm + w * ctc + args.scale_weight * scale + args.token_ctc * tctc
+        lm, ctc = forward_losses(model, ctc_head, b, ctc_blank=len(tok), corrupt=args.corrupt)
+        loss = lm + 0.5 * ctc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
@@ -453,27 +367,22 @@ def main() -> None:
         sched.step()
         ema_lm = lm.item() if ema_lm is None else 0.98 * ema_lm + 0.02 * lm.item()
         ema_ctc = ctc.item() if ema_ctc is None else 0.98 * ema_ctc + 0.02 * ctc.item()
-        ema_t = tctc.item() if ema_t is None else 0.98 * ema_t + 0.02 * tctc.item()
-        ratio = 1.0 + float(scale.item()) ** 0.5
         if step % 50 == 0 or step == args.steps - 1:
             el = time.time() - t0
             print(
-                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  token-ctc {ema_t:.3f}  audio/text {ratio:.1f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
                 f"{el / (step + 1):.2f}s/step  eta {el / (step + 1) * (args.steps - step - 1) / 60:.1f} min",
                 flush=True,
             )
         if step and step % args.save_every == 0:
             save(model, proc, args.out, {"steps": step, "seed": args.seed})
-            evaluate(args.out, args.threads)
-    minutes = (time.time() - t_start) / 60
-    meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    save(model, proc, args.out, {**meta, "minutes": round(minutes, 1)})
-    print(f"saved to {args.out} after {minutes:.1f} min (voice bank included)", flush=True)
+    save(model, proc, args.out, {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr})
+    print(f"saved to {args.out} after {(time.time() - t0) / 60:.1f} min", flush=True)
     evaluate(args.out, args.threads)
 
 
 def evaluate(path: Path, threads: int) -> dict[str, float]:
-    """Print the held-out table (the CI test's set) for the checkpoint in ``path``."""
+    """Print the held-out table (the CI test's set, ``synth.demo_heldout_set``) for ``path``."""
     import jiwer
 
     from glmasr_live.asr.engine import AsrEngine, EngineSettings
@@ -495,7 +404,6 @@ def evaluate(path: Path, threads: int) -> dict[str, float]:
     pairs = [(r, h) for k, r, h in results if k != "empty"]
     table["overall"] = float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
     print("held-out CER: " + "  ".join(f"{k} {v:.3f}" for k, v in table.items()), flush=True)
-    torch.set_num_threads(threads)
     return table
 
 

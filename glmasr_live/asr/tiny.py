@@ -1,8 +1,7 @@
 """Small GLM-ASR models built from config: the demo checkpoint's recipe and the test models.
 
 They use the real classes (``GlmAsrForConditionalGeneration``, ``GlmAsrProcessor``) with a
-small BPE tokenizer (characters, plus whole-word tokens for the demo model's domain words, as in
-a real BPE vocabulary) whose special tokens and chat template reproduce the real model's prompt:
+character tokenizer whose special tokens and chat template reproduce the real model's prompt:
 
     <|user|>\\n<|begin_of_audio|><|pad|>×N<|end_of_audio|><|user|>\\n{instruction}<|assistant|>\\n
 """
@@ -56,29 +55,8 @@ BASE_CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
 CJK_CHARS = list("零一二三四五六七八九十百千万两，。？！")
 
 
-def word_merges(words: Iterable[str]) -> list[tuple[str, str]]:
-    """BPE merges that make each word one token, with and without a leading space.
-
-    Every merge extends a word prefix by one character, so merges of different words never
-    conflict; the space-prefixed chains rank first, so " seven" never starts as "se"."""
-    merges: list[tuple[str, str]] = []
-    for lead in (" ", ""):
-        for word in words:
-            piece = lead + word
-            for k in range(2, len(piece) + 1):
-                pair = (piece[: k - 1], piece[k - 1])
-                if pair not in merges:
-                    merges.append(pair)
-    return merges
-
-
-def build_char_tokenizer(
-    extra_chars: Iterable[str] = CJK_CHARS, words: Iterable[str] = ()
-) -> PreTrainedTokenizerFast:
-    """A character tokenizer with the real model's special tokens (ids 0..7).
-
-    ``words`` become whole tokens (``seven`` and `` seven``), as in a BPE vocabulary: the demo
-    model's domain words. Any other text still encodes, character by character."""
+def build_char_tokenizer(extra_chars: Iterable[str] = CJK_CHARS) -> PreTrainedTokenizerFast:
+    """A character tokenizer with the real model's special tokens (ids 0..7)."""
     chars: list[str] = []
     for ch in [*BASE_CHARS, *extra_chars]:
         if ch not in chars:
@@ -86,10 +64,7 @@ def build_char_tokenizer(
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for ch in chars:
         vocab.setdefault(ch, len(vocab))
-    merges = word_merges(words)
-    for a, b in merges:
-        vocab.setdefault(a + b, len(vocab))
-    core = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<|unk|>", fuse_unk=True))
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>", fuse_unk=True))
     core.decoder = decoders.Fuse()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,
