@@ -7,7 +7,9 @@ Needs the ``espeak-ng`` program (Debian: ``apt-get install espeak-ng``).
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -76,6 +78,8 @@ class Voice:
     variant: str = ""
     speed: int = 160
     pitch: int = 50
+    spec: str = ""
+    """The text of a custom espeak-ng variant file (``variant`` names it); empty for built-in ones."""
 
     @property
     def name(self) -> str:
@@ -87,7 +91,7 @@ class Voice:
 
     @property
     def whispered(self) -> bool:
-        return self.variant in WHISPER_VARIANTS
+        return self.variant in WHISPER_VARIANTS or self.variant.startswith(CUSTOM_WHISPER_PREFIX)
 
 
 def require_espeak() -> str:
@@ -97,17 +101,85 @@ def require_espeak() -> str:
     return exe
 
 
+CUSTOM_PREFIX = "rv"
+CUSTOM_WHISPER_PREFIX = "rvw"
+
+
+@functools.lru_cache(maxsize=1)
+def _espeak_data() -> str:
+    out = subprocess.run([require_espeak(), "--version"], check=True, capture_output=True, text=True).stdout
+    return out.split("Data at:")[-1].strip()
+
+
+@functools.lru_cache(maxsize=1024)
+def _custom_data_dir(variant: str, spec: str) -> str:
+    """A private espeak-ng data directory: the system one (linked) with one custom variant.
+
+    One directory per variant: espeak-ng lists at most 350 voices, built-ins included."""
+    system = _espeak_data()
+    root = tempfile.mkdtemp(prefix="glmasr-espeak-")
+    atexit.register(shutil.rmtree, root, True)
+    data = os.path.join(root, "espeak-ng-data")
+    os.makedirs(os.path.join(data, "voices", "!v"))
+    for entry in os.listdir(system):
+        if entry != "voices":
+            os.symlink(os.path.join(system, entry), os.path.join(data, entry))
+    for entry in os.listdir(os.path.join(system, "voices")):
+        if entry != "!v":
+            os.symlink(os.path.join(system, "voices", entry), os.path.join(data, "voices", entry))
+    with open(os.path.join(data, "voices", "!v", variant), "w") as f:
+        f.write(spec)
+    return root
+
+
+def random_variant_voice(rng: np.random.Generator, lang: str = "en", whisper: bool = False) -> Voice:
+    """A random synthetic speaker: a custom espeak-ng variant (vocal-tract scale, pitch, voice
+    quality; whispered when ``whisper``), so training sees far more speakers than the built-ins."""
+    female = bool(rng.random() < 0.5)
+    base = rng.uniform(150, 230) if female else rng.uniform(70, 135)
+    scale = rng.uniform(1.0, 1.2) if female else rng.uniform(0.86, 1.06)
+    lines = [
+        "language variant",
+        "name custom",
+        f"gender {'female' if female else 'male'}",
+        f"pitch {int(base)} {int(base + rng.uniform(20, 90))}",
+    ]
+    for k in range(9):
+        freq = int(100 * scale * rng.uniform(0.94, 1.06))
+        lines.append(f"formant {k} {freq} {int(rng.uniform(70, 130))} {int(rng.uniform(80, 160))}")
+    lines.append(f"flutter {int(rng.uniform(0, 30))}")
+    lines.append(f"roughness {int(rng.integers(0, 6))}")
+    if whisper:
+        top = rng.uniform(55, 90)
+        breath = [top, top, top * rng.uniform(0.55, 0.8), top * rng.uniform(0.4, 0.6), 15, 10]
+        lines.append(f"voicing {int(rng.uniform(8, 28))}")
+        lines.append("breath " + " ".join(str(int(b)) for b in breath))
+        widths = [150, 150, 200, 200, 400, 400]
+        lines.append("breathw " + " ".join(str(int(w * rng.uniform(0.8, 1.2))) for w in widths))
+    elif rng.random() < 0.3:
+        lines.append(f"breath {int(rng.uniform(10, 40))} {int(rng.uniform(10, 30))}")
+    elif rng.random() < 0.3:
+        lines.append(f"klatt {int(rng.integers(1, 7))}")
+    spec = "\n".join(lines) + "\n"
+    tag = hashlib.sha1(spec.encode()).hexdigest()[:8]
+    name = (CUSTOM_WHISPER_PREFIX if whisper else CUSTOM_PREFIX + "v") + tag
+    return Voice(lang, name, int(rng.integers(120, 200)), int(rng.integers(25, 75)), spec)
+
+
+def _espeak_command(exe: str, voice: Voice, path: str, text: str) -> list[str]:
+    cmd = [exe]
+    if voice.spec:
+        cmd += ["--path", _custom_data_dir(voice.variant, voice.spec)]
+    return cmd + ["-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch), "-w", path, text]
+
+
 @functools.lru_cache(maxsize=8192)
 def _render_cached(text: str, voice: Voice) -> np.ndarray:
     exe = require_espeak()
     fd, path = tempfile.mkstemp(suffix=".wav")
     os.close(fd)
     try:
-        subprocess.run(
-            [exe, "-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch), "-w", path, text],
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run(_espeak_command(exe, voice, path, text), check=True, capture_output=True)
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
     finally:
         os.unlink(path)

@@ -63,16 +63,25 @@ def _render_job(args: tuple[str, synth.Voice]) -> tuple[str, synth.Voice, np.nda
     return text, voice, synth.render(text, voice)
 
 
+def _voice(rng: np.random.Generator, lang: str, extended: bool, custom: float) -> synth.Voice:
+    """A built-in training voice or, for a share ``custom``, a random custom espeak-ng speaker
+    (vocal tract, pitch, voice quality; 30 % of them whispering)."""
+    if custom and rng.random() < custom:
+        return synth.random_variant_voice(rng, lang, whisper=bool(rng.random() < 0.3))
+    return synth.random_voice(rng, lang=lang, extended=extended)
+
+
 def render_bank(
-    rng: np.random.Generator, n_en_voices: int, n_cjk_voices: int, n_sentences: int, extended: bool = False
+    rng: np.random.Generator,
+    n_en_voices: int,
+    n_cjk_voices: int,
+    n_sentences: int,
+    extended: bool = False,
+    custom: float = 0.0,
 ):
     """Render every vocabulary word for a set of random training voices, plus whole sentences."""
-    voices_en = [synth.random_voice(rng, extended=extended) for _ in range(n_en_voices)]
-    voices_cjk = [
-        synth.random_voice(rng, lang=lang, extended=extended)
-        for lang in ("cmn", "yue")
-        for _ in range(n_cjk_voices)
-    ]
+    voices_en = [_voice(rng, "en", extended, custom) for _ in range(n_en_voices)]
+    voices_cjk = [_voice(rng, lang, extended, custom) for lang in ("cmn", "yue") for _ in range(n_cjk_voices)]
     jobs = [(w, v) for v in voices_en for w in synth.EN_WORDS]
     jobs += [(w, v) for v in voices_cjk for w in synth.CJK_DIGITS]
     sentences = []
@@ -313,6 +322,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--save-every", type=int, default=600, help="steps between intermediate checkpoints")
     ap.add_argument("--more-voices", action="store_true", help="extended voice variants, bigger voice bank")
+    ap.add_argument(
+        "--custom-voices",
+        type=float,
+        default=0.0,
+        help="share of random custom espeak-ng speakers in the bank",
+    )
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -325,7 +340,7 @@ def main() -> None:
     t0 = time.time()
     n_en = 8 if args.quick else (160 if args.more_voices else 90)
     n_cjk = 2 if args.quick else (24 if args.more_voices else 10)
-    bank = render_bank(rng, n_en, n_cjk, 50 if args.quick else 1500, extended=args.more_voices)
+    bank = render_bank(rng, n_en, n_cjk, 50 if args.quick else 1500, args.more_voices, args.custom_voices)
     print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
 
     tok = build_char_tokenizer()
