@@ -13,7 +13,9 @@ import pytest
 from glmasr_live import synth
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "glmasr_live", *args],
         capture_output=True,
@@ -56,6 +58,9 @@ def test_bad_audio_file_one_line_exit_2_before_model_load(bad_files, name):
         ["transcribe", "x.wav", "--format", "xml"],
         ["transcribe", "x.wav", "--encoder-padding", "some"],
         ["--vad-sensitivity", "2", "--no-tui"],
+        ["--endpoint", "0.9", "--no-tui"],
+        ["vad", "x.wav", "--endpoint", "soon"],
+        ["transcribe", "x.wav", "--mode", "streaming", "--endpoint", "-1"],
         ["--ws", "localhost", "--no-tui", "--model", "demo"],
         ["--realtime", "--no-tui"],
         ["bench", "--policies", "fast"],
@@ -105,5 +110,13 @@ def test_help_is_fast_and_lists_commands():
 
 def test_several_srt_files_need_an_output_directory(tmp_path):
     synth.write_wav(tmp_path / "a.wav", np.zeros(16000, np.float32))
-    line = one_error_line(run("transcribe", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--format", "srt"))
+    line = one_error_line(
+        run("transcribe", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--format", "srt")
+    )
     assert "-o DIR" in line
+
+
+@pytest.mark.parametrize("value", ["abc", "0.9"])
+def test_bad_endpoint_from_the_environment(value):
+    line = one_error_line(run("--no-tui", "--model", "demo", env={"GLMASR_LIVE_ENDPOINT": value}))
+    assert "ENDPOINT" in line or "--endpoint" in line
