@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from glmasr_live import synth
-from glmasr_live.asr.blocks import audio_token_counts
+from glmasr_live.asr.blocks import audio_token_counts, window_features
 from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model
 from glmasr_live.events import SAMPLE_RATE
 
@@ -210,15 +210,7 @@ class Batcher:
         longest = max(len(c) for c in chunks)
         unit = 8 * self.fe.hop_length  # 8 mel frames: keeps conv + 4-frame merge exact
         target = self.win if full_pad else min(self.win, -(-longest // unit) * unit)
-        feats = self.fe(
-            chunks,
-            sampling_rate=SAMPLE_RATE,
-            padding="max_length",
-            max_length=target,
-            truncation=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        feats = window_features(self.fe, chunks, target)
         mask = feats["attention_mask"]
         ntok = audio_token_counts(mask.sum(-1))
         seqs, labels, k = [], [], 0

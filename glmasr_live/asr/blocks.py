@@ -3,7 +3,7 @@ token arithmetic, and where to cut (the latest pause, or the quietest point)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,15 +25,7 @@ def encode_blocks(engine: AsrEngine, blocks: list[np.ndarray], padding: Padding)
     else:
         target = min(engine.window_samples, max(unit, -(-max(len(b) for b in blocks) // unit) * unit))
     safe = [b if len(b) else np.zeros(1, np.float32) for b in blocks]
-    feats = fe(
-        safe,
-        sampling_rate=SAMPLE_RATE,
-        padding="max_length",
-        max_length=target,
-        truncation=True,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
+    feats = window_features(fe, safe, target)
     mask = feats["attention_mask"].to(engine.device)
     for i, b in enumerate(blocks):
         if not len(b):
@@ -45,6 +37,20 @@ def encode_blocks(engine: AsrEngine, blocks: list[np.ndarray], padding: Padding)
     out = engine.model.get_audio_features(x, mask, return_dict=True).pooler_output
     counts = audio_token_counts(mask.sum(-1))
     return list(torch.split(out, counts))
+
+
+def window_features(fe: Any, windows: list[np.ndarray], target: int) -> Any:
+    """Mel features of independently encoded windows, each padded (or cut) to ``target`` samples,
+    with the attention mask of its valid frames. Shared with the demo model's training."""
+    return fe(
+        windows,
+        sampling_rate=SAMPLE_RATE,
+        padding="max_length",
+        max_length=target,
+        truncation=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
 
 
 def audio_token_counts(frames: torch.Tensor) -> list[int]:
