@@ -114,6 +114,12 @@ class CaptionHistory(ScrollView, can_focus=True):
         super().watch_scroll_y(old_value, new_value)
         self._follow = new_value >= self.max_scroll_y
 
+    def watch_scroll_target_y(self, new_value: float) -> None:
+        # An animated scroll (Home, the wheel) sets its target at once and moves scroll_y a
+        # frame later; a jump to the newest in between would cancel the user's scroll.
+        if new_value < self.max_scroll_y:
+            self._follow = False
+
     def on_resize(self, event: Resize) -> None:
         width = self.scrollable_content_region.width
         if width and width != self._wrap_width:
