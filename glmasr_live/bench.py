@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from glmasr_live import synth
+from glmasr_live.asr_defaults import CONTEXT_S
 from glmasr_live.events import SAMPLE_RATE
 
 SCRIPT_RATE = 4.0  # tokens per second of speech: GLM-ASR's BPE on English runs at ~3-4
@@ -148,11 +149,20 @@ def run_offline(engine: Any, utts: list[np.ndarray], script: list[int] | None) -
     return m
 
 
+POSITION_BINS = (0.0, 5.0, 10.0, 20.0, 30.0, 45.0)
+"""Edges (seconds into the utterance) of the per-step cost table."""
+
+
 def run_streaming(
-    engine: Any, utts: list[np.ndarray], script: list[int] | None, padding: str, interval: float
+    engine: Any,
+    utts: list[np.ndarray],
+    script: list[int] | None,
+    padding: str,
+    interval: float,
+    context_s: float | None = CONTEXT_S,
 ) -> Measure:
     m = Measure(f"streaming-{padding}", sum(len(u) for u in utts) / SAMPLE_RATE)
-    dec = _decoder(engine, script, encoder_padding=padding)
+    dec = _decoder(engine, script, encoder_padding=padding, context_s=context_s)
     step = int(interval * SAMPLE_RATE)
     times: list[float] = []
     by_position: list[tuple[float, float]] = []  # (seconds into the utterance, step time)
@@ -173,7 +183,20 @@ def run_streaming(
     late = [t for p, t in by_position if p >= 8.0]
     m.extra["step_ms_at_0_3s"] = 1000 * float(np.mean(early)) if early else None
     m.extra["step_ms_after_8s"] = 1000 * float(np.mean(late)) if late else None
+    m.extra["step_ms_by_position"] = step_ms_by_position(by_position)
+    m.extra["retirements"] = dec.stats.retirements
     return m
+
+
+def step_ms_by_position(by_position: list[tuple[float, float]]) -> dict[str, float]:
+    """Mean partial step time (ms) per stretch of the utterance: flat means it does not grow."""
+    edges = [*POSITION_BINS, float("inf")]
+    out: dict[str, float] = {}
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        ts = [t for p, t in by_position if a < p <= b]
+        if ts:
+            out[f"{a:g}-{b:g}s" if b != float("inf") else f">{a:g}s"] = 1000 * float(np.mean(ts))
+    return out
 
 
 def run_naive(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.asr_defaults import DEFAULT_MODEL
+from glmasr_live.asr_defaults import CONTEXT_S, DEFAULT_MODEL
 from glmasr_live.errors import ConfigError
 
 ENV_PREFIX = "GLMASR_LIVE_"
@@ -34,6 +34,8 @@ class PipelineSettings:
         vad_sensitivity: 0 (strict) .. 1 (catch everything), see SegmenterSettings.
         endpoint_s: a clearly silent pause this long ends an utterance (its final comes at
             once); 0 waits for the segmenter's full hangover. See SegmenterSettings.
+        context_s: closed audio the streaming decoder keeps in its prompt; 0 keeps the whole
+            utterance (see StreamingSettings.context_s).
         ws: ``HOST:PORT`` of the caption server, or None for no server.
         ws_token: token subscribers must present (required when binding a non-loopback host).
         transcripts: transcript files; the format follows the suffix (.jsonl .srt .vtt .txt).
@@ -56,6 +58,7 @@ class PipelineSettings:
     interval_s: float = 0.5
     vad_sensitivity: float = 0.5
     endpoint_s: float = 0.2
+    context_s: float = CONTEXT_S
     ws: str | None = "127.0.0.1:8765"
     ws_token: str | None = None
     transcripts: tuple[str, ...] = ()

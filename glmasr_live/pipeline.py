@@ -147,7 +147,11 @@ class LivePipeline:
             self._engine = AsrEngine(engine_settings)
             log.info("model ready: %s", self._engine.describe())
         engine = self._engine
-        streaming = StreamingSettings(agreement=s.agreement, encoder_padding=s.encoder_padding)  # type: ignore[arg-type]
+        streaming = StreamingSettings(
+            agreement=s.agreement,
+            encoder_padding=s.encoder_padding,  # type: ignore[arg-type]
+            context_s=s.context_s or None,
+        )
 
         def make_decoder() -> Any:
             return StreamingDecoder(engine, streaming, instruction=s.prompt)

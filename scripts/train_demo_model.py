@@ -63,11 +63,13 @@ def _render_job(args: tuple[str, synth.Voice]) -> tuple[str, synth.Voice, np.nda
     return text, voice, synth.render(text, voice)
 
 
-def _voice(rng: np.random.Generator, lang: str, extended: bool, custom: float) -> synth.Voice:
+def _voice(
+    rng: np.random.Generator, lang: str, extended: bool, custom: float, whisper_share: float = 0.3
+) -> synth.Voice:
     """A built-in training voice or, for a share ``custom``, a random custom espeak-ng speaker
-    (vocal tract, pitch, voice quality; 30 % of them whispering)."""
+    (vocal tract, pitch, voice quality; ``whisper_share`` of them whispering)."""
     if custom and rng.random() < custom:
-        return synth.random_variant_voice(rng, lang, whisper=bool(rng.random() < 0.3))
+        return synth.random_variant_voice(rng, lang, whisper=bool(rng.random() < whisper_share))
     return synth.random_voice(rng, lang=lang, extended=extended)
 
 
@@ -78,10 +80,15 @@ def render_bank(
     n_sentences: int,
     extended: bool = False,
     custom: float = 0.0,
+    whisper_share: float = 0.3,
 ):
     """Render every vocabulary word for a set of random training voices, plus whole sentences."""
-    voices_en = [_voice(rng, "en", extended, custom) for _ in range(n_en_voices)]
-    voices_cjk = [_voice(rng, lang, extended, custom) for lang in ("cmn", "yue") for _ in range(n_cjk_voices)]
+    voices_en = [_voice(rng, "en", extended, custom, whisper_share) for _ in range(n_en_voices)]
+    voices_cjk = [
+        _voice(rng, lang, extended, custom, whisper_share)
+        for lang in ("cmn", "yue")
+        for _ in range(n_cjk_voices)
+    ]
     jobs = [(w, v) for v in voices_en for w in synth.EN_WORDS]
     jobs += [(w, v) for v in voices_cjk for w in synth.CJK_DIGITS]
     sentences = []
@@ -105,9 +112,10 @@ def render_bank(
 class Synthesizer:
     """Builds random training utterances from the rendered bank."""
 
-    def __init__(self, bank, rng: np.random.Generator):
+    def __init__(self, bank, rng: np.random.Generator, quiet_share: float = 0.0):
         self.voices_en, self.voices_cjk, self.table, self.sentences = bank
         self.rng = rng
+        self.quiet_share = quiet_share
 
     def _words_clip(self) -> Clip:
         rng = self.rng
@@ -150,7 +158,8 @@ class Synthesizer:
         trail = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
         audio = np.concatenate([np.zeros(lead, np.float32), clip.audio, np.zeros(trail, np.float32)])
         spans = [(s + lead, e + lead) for s, e in clip.spans]
-        level = rng.uniform(-50, -18)
+        quiet = self.quiet_share > 0 and rng.random() < self.quiet_share  # no draw when off
+        level = rng.uniform(-50, -36) if quiet else rng.uniform(-50, -18)
         speech = audio[spans[0][0] : spans[-1][1]]
         audio = synth.set_level(audio, level, active=speech)
         if rng.random() < 0.6:
@@ -320,6 +329,12 @@ def main() -> None:
         default=0.0,
         help="share of random custom espeak-ng speakers in the bank",
     )
+    ap.add_argument(
+        "--whisper-share", type=float, default=0.3, help="share of the custom speakers that whisper"
+    )
+    ap.add_argument(
+        "--quiet-share", type=float, default=0.0, help="extra share of utterances at -50..-36 dBFS"
+    )
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -332,7 +347,9 @@ def main() -> None:
     t0 = time.time()
     n_en = 8 if args.quick else (160 if args.more_voices else 90)
     n_cjk = 2 if args.quick else (24 if args.more_voices else 10)
-    bank = render_bank(rng, n_en, n_cjk, 50 if args.quick else 1500, args.more_voices, args.custom_voices)
+    bank = render_bank(
+        rng, n_en, n_cjk, 50 if args.quick else 1500, args.more_voices, args.custom_voices, args.whisper_share
+    )
     print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
 
     tok = build_char_tokenizer()
@@ -360,7 +377,7 @@ def main() -> None:
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    batcher = Batcher(proc, Synthesizer(bank, rng), rng)
+    batcher = Batcher(proc, Synthesizer(bank, rng, args.quiet_share), rng)
     t0 = time.time()
     ema_lm = ema_ctc = None
     for step in range(args.steps):

@@ -64,6 +64,9 @@ def test_bad_audio_file_one_line_exit_2_before_model_load(bad_files, name):
         ["--ws", "localhost", "--no-tui", "--model", "demo"],
         ["--realtime", "--no-tui"],
         ["bench", "--policies", "fast"],
+        ["bench", "--context", "-1"],
+        ["transcribe", "x.wav", "--mode", "streaming", "--context", "soon"],
+        ["--context", "-3", "--no-tui"],
         ["--definitely-not-an-option"],
     ],
 )
@@ -114,6 +117,12 @@ def test_several_srt_files_need_an_output_directory(tmp_path):
         run("transcribe", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--format", "srt")
     )
     assert "-o DIR" in line
+
+
+@pytest.mark.parametrize("value", ["abc", "-2"])
+def test_bad_context_from_the_environment(value):
+    line = one_error_line(run("--no-tui", "--model", "demo", env={"GLMASR_LIVE_CONTEXT": value}))
+    assert "CONTEXT" in line or "--context" in line
 
 
 @pytest.mark.parametrize("value", ["abc", "0.9"])

@@ -7,7 +7,8 @@ import pytest
 
 from glmasr_live.asr.agreement import LocalAgreement, agreed_prefix_units, split_units
 from glmasr_live.asr.blocks import find_pause
-from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings, reference_hypothesis
+from glmasr_live.asr.prompt import reference_hypothesis
+from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings
 
 SR = 16000
 
@@ -133,3 +134,114 @@ def test_commit_boundary_check_accepts_only_whole_units():
 
     assert _ends_on_unit("三五七", 2)
     assert not _ends_on_unit("hello world", 3)
+
+
+# ---------------------------------------------------------------------------- context trimming
+# Closed blocks leave the prompt once their text is settled (StreamingSettings.context_s). With
+# random weights the model never settles, so these run the demo model on long spoken utterances.
+
+
+def _long_utterance(seed: int, n_words: int, lang: str = "en"):
+    from glmasr_live import synth
+
+    rng = np.random.default_rng(seed)
+    cjk = lang != "en"
+    voice = synth.Voice(lang, "", 150, 50) if cjk else synth.Voice("en-us", "m3", 160, 50)
+    u = synth.word_utterance(
+        synth.random_words(rng, n_words, cjk),
+        voice,
+        rng,
+        gap_s=(0.05, 0.2),
+        long_pause_p=0.15,
+        long_pause_s=(0.3, 0.5),
+    )
+    return synth.set_level(u.audio, -26), u.text
+
+
+@pytest.mark.parametrize(("seed", "padding"), [(1, "none"), (2, "full")])
+def test_trimmed_prompt_step_equals_from_scratch_and_text_survives(demo_engine, seed, padding):
+    import jiwer
+
+    audio, ref = _long_utterance(seed, 36)
+    dec = StreamingDecoder(demo_engine, StreamingSettings(context_s=4.0, encoder_padding=padding))
+    dec.start()
+    prev, starts = "", set()
+    for i in range(0, len(audio), SR // 2):
+        dec.feed(audio[i : i + SR // 2])
+        h = dec.step()
+        # the prompt holds the audio from context_start on and the committed text not retired
+        forced = list(h.ids[: h.forced])
+        ref_ids = reference_hypothesis(
+            demo_engine,
+            audio[h.context_start : h.end_sample],
+            dec.context_bounds,
+            forced,
+            len(h.ids) - h.forced,
+            padding,
+        )
+        assert list(h.ids) == forced + ref_ids
+        assert h.committed.startswith(prev)  # retiring text never changes what was committed
+        prev = h.committed
+        starts.add(h.context_start)
+    final = dec.finish()
+    assert dec.stats.retirements >= 2 and len(starts) >= 3
+    assert final.committed.startswith(prev)
+    assert jiwer.wer(ref, final.committed) <= 0.05, (ref, final.committed)
+
+
+def test_trimming_keeps_cjk_characters_whole(demo_engine):
+    import jiwer
+
+    audio, ref = _long_utterance(5, 40, "cmn")
+    dec = StreamingDecoder(demo_engine, StreamingSettings(context_s=4.0))
+    dec.start()
+    for i in range(0, len(audio), SR // 2):
+        dec.feed(audio[i : i + SR // 2])
+        h = dec.step()
+        assert " " not in h.committed and "\ufffd" not in h.committed
+    text = dec.finish().committed
+    assert dec.stats.retirements >= 2
+    assert " " not in text and "\ufffd" not in text
+    assert jiwer.cer(ref, text) <= 0.05, (ref, text)
+
+
+def test_trimming_stops_the_per_step_prefill_from_growing(demo_engine):
+    # The committed text is prefilled at every step (it follows the open block in the prompt),
+    # so without trimming a step costs more the longer the utterance has run.
+    audio, _ = _long_utterance(0, 60)
+    assert len(audio) > 30 * SR
+    late = {}
+    for context in (None, 6.0):
+        dec = StreamingDecoder(demo_engine, StreamingSettings(context_s=context, encoder_padding="none"))
+        dec.start()
+        tokens = []
+        for i in range(0, len(audio), SR // 2):
+            dec.feed(audio[i : i + SR // 2])
+            before = dec.stats.prefill_tokens
+            dec.step()
+            if i >= 20 * SR:
+                tokens.append(dec.stats.prefill_tokens - before)
+        dec.finish()
+        late[context] = float(np.mean(tokens))
+    assert late[6.0] < 0.75 * late[None], late
+
+
+def test_transcribe_cli_streams_a_long_utterance_with_a_trimmed_prompt(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import jiwer
+
+    from glmasr_live import synth
+
+    audio, ref = _long_utterance(1, 36)
+    synth.write_wav(tmp_path / "long.wav", audio)
+    cmd = [sys.executable, "-m", "glmasr_live", "transcribe", str(tmp_path / "long.wav"), "--model", "demo"]
+    cmd += ["--mode", "streaming", "--format", "jsonl", "--context", "4", "--endpoint", "0"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    finals = [e for e in events if e["type"] == "final"]
+    assert len(finals) == 1 and finals[0]["end"] - finals[0]["start"] > 15  # one long utterance
+    assert jiwer.wer(ref, finals[0]["text"]) <= 0.05

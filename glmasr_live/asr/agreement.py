@@ -61,6 +61,16 @@ class LocalAgreement:
     def reset(self) -> None:
         self._history.clear()
 
+    def drop_units(self, k: int) -> None:
+        """Forget the first ``k`` units of every kept hypothesis (the decoder retired that text
+        from its prompt); a hypothesis shorter than that is forgotten."""
+        kept = []
+        for h in self._history:
+            spans = split_units(h)
+            if len(spans) >= k:
+                kept.append(h[spans[k - 1][1] :].strip() if k else h)
+        self._history = deque(kept, maxlen=self.n)
+
     def update(self, hypothesis: str) -> str:
         """Add ``hypothesis``; return its prefix (as written in it) that the last n agree on.
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.commands.options import positive_float
+from glmasr_live.commands.options import add_context_argument, positive_float
 
 POLICIES = ("offline", "streaming-full", "streaming-none", "naive")
 
@@ -32,6 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--naive-steps", type=int, default=24, help="naive steps actually run (sampled evenly)")
     p.add_argument("--memory-minutes", type=float, default=0.0, help="also replay N minutes and report RSS")
     p.add_argument("--json", type=Path, default=None, help="write results as JSON")
+    add_context_argument(p)
     p.add_argument(
         "--one-utterance",
         action="store_true",
@@ -59,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
         if policy == "offline":
             rows.append(bench.run_offline(engine, utts, script))
         elif policy.startswith("streaming-"):
-            rows.append(bench.run_streaming(engine, utts, script, policy.split("-")[1], args.interval))
+            padding = policy.split("-")[1]
+            rows.append(
+                bench.run_streaming(engine, utts, script, padding, args.interval, args.context or None)
+            )
         else:
             rows.append(bench.run_naive(engine, utts, script, args.interval, args.naive_steps))
     meta = {
@@ -69,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         "window_s": engine.window_seconds,
         "seconds": args.seconds,
         "interval_s": args.interval,
+        "context_s": args.context,
         "utterances": len(utts),
         "longest_utterance_s": max(len(u) for u in utts) / 16000,
         "machine": f"{platform.machine()} {platform.processor() or ''} cores={_cores()}".strip(),
@@ -86,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{m.policy}: partial step {a:.0f} ms in the first 3 s of an utterance, "
                 + (f"{b:.0f} ms after 8 s" if b is not None else "no utterance longer than 8 s")
             )
+            table = ", ".join(f"{k} {v:.0f}" for k, v in m.extra["step_ms_by_position"].items())
+            print(f"{m.policy}: step ms by position in the utterance: {table}")
     offline = next((m for m in rows if m.policy == "offline"), None)
     if offline and offline.wall_s > 0:
         for m in rows:

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.asr_defaults import DEFAULT_MODEL
-from glmasr_live.commands.options import add_endpoint_argument
+from glmasr_live.asr_defaults import CONTEXT_S, DEFAULT_MODEL
+from glmasr_live.commands.options import add_context_argument, add_endpoint_argument
 from glmasr_live.config import (
     PipelineSettings,
     coerce,
@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "agreement": 2,
     "vad_sensitivity": 0.5,
     "endpoint": 0.2,
+    "context": CONTEXT_S,
 }
 
 
@@ -80,6 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--agreement", type=int, help="LocalAgreement-n (default 2)")
     g.add_argument("--vad-sensitivity", type=float, help="0 (strict) .. 1 (catch everything), default 0.5")
     add_endpoint_argument(g, default=False)
+    add_context_argument(g, default=False)
     g.add_argument(
         "--config", type=Path, help="TOML config file (default: ~/.config/glmasr-live/config.toml)"
     )
@@ -109,6 +111,8 @@ def settings_from(values: dict[str, Any]) -> PipelineSettings:
         raise ConfigError("--vad-sensitivity must be between 0 and 1")
     if not 0.0 <= float(values["endpoint"]) <= 0.5:
         raise ConfigError("--endpoint must be between 0 and 0.5 seconds (the hangover)")
+    if not 0.0 <= float(values["context"]) <= 3600:
+        raise ConfigError("--context must be between 0 (keep everything) and 3600 seconds")
     if float(values["interval"]) <= 0:
         raise ConfigError("--interval must be > 0")
     if int(values["agreement"]) < 1:
@@ -131,6 +135,7 @@ def settings_from(values: dict[str, Any]) -> PipelineSettings:
         interval_s=float(values["interval"]),
         vad_sensitivity=float(values["vad_sensitivity"]),
         endpoint_s=float(values["endpoint"]),
+        context_s=float(values["context"]),
         ws=None if values["no_ws"] else values["ws"],
         ws_token=values["ws_token"] or None,
         transcripts=tuple(values["transcript"]),

@@ -45,6 +45,32 @@ def add_endpoint_argument(
     )
 
 
+def add_context_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: bool = True
+) -> None:
+    """``--context``: closed audio the streaming decoder keeps in its prompt."""
+    from glmasr_live.asr_defaults import CONTEXT_S as d
+
+    parser.add_argument(
+        "--context",
+        type=context_seconds,
+        default=d if default else None,
+        metavar="SECONDS",
+        help=f"closed audio the decoder keeps in its prompt; beyond it, settled text leaves the "
+        f"prompt so long utterances cost the same per step (default {d:g}; 0 keeps it all)",
+    )
+
+
+def context_seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 (keep everything) and 3600: {text!r}")
+    return v
+
+
 def endpoint_seconds(text: str) -> float:
     from glmasr_live.audio.segmenter import SegmenterSettings
 
@@ -99,6 +125,7 @@ def add_streaming_args(p: argparse.ArgumentParser) -> None:
         "--vad-sensitivity", type=unit_float, default=0.5, help="0 (strict) .. 1 (catch everything)"
     )
     add_endpoint_argument(g)
+    add_context_argument(g)
 
 
 def streaming_settings(args: argparse.Namespace) -> Any:
@@ -106,7 +133,9 @@ def streaming_settings(args: argparse.Namespace) -> Any:
 
     if args.agreement < 1:
         raise ConfigError("--agreement must be at least 1")
-    return StreamingSettings(agreement=args.agreement, encoder_padding=args.encoder_padding)
+    return StreamingSettings(
+        agreement=args.agreement, encoder_padding=args.encoder_padding, context_s=args.context or None
+    )
 
 
 def segmenter_settings(args: argparse.Namespace) -> Any:

@@ -1,0 +1,84 @@
+"""The GLM-ASR prompt around the audio tokens, one LM pass, and the from-scratch hypothesis.
+
+``reference_hypothesis`` is what the streaming decoder's caches must reproduce exactly (the
+exactness tests) and what the naive policy of the benchmark runs at every step.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from glmasr_live.asr.blocks import Padding, encode_blocks
+from glmasr_live.asr.engine import AsrEngine
+from glmasr_live.events import SAMPLE_RATE
+
+
+@functools.cache
+def _cache_kw(lm_type: Any) -> str:
+    # transformers 5.2x renamed ``past_key_values`` to ``cache``; accept both releases.
+    return "cache" if "cache" in inspect.signature(lm_type.forward).parameters else "past_key_values"
+
+
+def run_lm(lm: Any, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+    """Extend ``cache`` with ``embeds``; the last hidden states."""
+    kw = _cache_kw(type(lm))  # type: ignore[arg-type]
+    out = lm(inputs_embeds=embeds, use_cache=True, **{kw: cache})
+    return out.last_hidden_state
+
+
+class PromptParts:
+    """The prompt around the audio tokens, taken from the processor's own chat template."""
+
+    def __init__(self, engine: AsrEngine, instruction: str | None = None):
+        proc = engine.processor
+        text = proc.apply_transcription_request(
+            np.zeros(SAMPLE_RATE, np.float32), prompt=instruction or engine.prompt, tokenize=False
+        )[0]
+        head, _, tail = text.partition(proc.audio_token)
+        # The template has one audio placeholder, expanded by the processor into N of them.
+        tok = engine.tokenizer
+        self.head = list(tok(head, add_special_tokens=False).input_ids)
+        self.tail = list(tok(tail, add_special_tokens=False).input_ids)
+
+
+def reference_hypothesis(
+    engine: AsrEngine,
+    audio: np.ndarray,
+    bounds: list[tuple[int, int]],
+    forced: list[int],
+    budget: int,
+    padding: Padding = "full",
+    instruction: str | None = None,
+) -> list[int]:
+    """From scratch, no caches: blocks ``bounds`` (plus the open rest) encoded, the whole prompt
+    prefilled in one pass, greedy decoding. The exactness tests' and the naive policy's path."""
+    parts = PromptParts(engine, instruction)
+    embed = engine.model.get_input_embeddings()
+    dev = engine.device
+    with torch.inference_mode():
+        pieces: list[Any] = [embed(torch.tensor([parts.head], device=dev))[0]]
+        ends = [e for _, e in bounds]
+        last = ends[-1] if ends else 0
+        blocks = [audio[s:e] for s, e in bounds] + ([audio[last:]] if len(audio) > last else [])
+        for toks in encode_blocks(engine, blocks, padding):
+            pieces.append(toks.to(engine.dtype))
+        pieces.append(embed(torch.tensor([parts.tail + forced], device=dev))[0])
+        embeds = torch.cat(pieces)[None]
+        cache = DynamicCache()
+        lm = engine.model.model.language_model
+        hidden = run_lm(lm, embeds, cache)
+        out: list[int] = []
+        for _ in range(budget):
+            tok = int(engine.model.lm_head(hidden[:, -1]).argmax(-1))
+            if tok in engine.eos_ids:
+                break
+            out.append(tok)
+            nxt = embed(torch.tensor([[tok]], device=dev))
+            hidden = run_lm(lm, nxt, cache)
+    return out
