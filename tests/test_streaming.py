@@ -183,6 +183,9 @@ def test_trimmed_prompt_step_equals_from_scratch_and_text_survives(demo_engine, 
         assert h.committed.startswith(prev)  # retiring text never changes what was committed
         prev = h.committed
         starts.add(h.context_start)
+    # retiring re-encodes nothing and prefills no part of the prompt prefix twice
+    assert dec.stats.encoder_calls == dec.stats.steps + len(dec.block_bounds)
+    assert all(n == 1 for n in dec.stats.prefix_prefills.values())
     final = dec.finish()
     assert dec.stats.retirements >= 2 and len(starts) >= 3
     assert final.committed.startswith(prev)
