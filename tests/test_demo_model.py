@@ -50,8 +50,9 @@ def test_multiwindow_items_really_span_windows(demo_engine, heldout):
 
 @pytest.mark.parametrize(
     ("kind", "limit"),
-    # measured: plain 3.6 %, whisper 10.0 %, quiet (-40 dBFS) 5.0 %, multiwindow 3.0 %, cjk 3.7 %
-    [("plain", 0.06), ("whisper", 0.15), ("quiet", 0.08), ("multiwindow", 0.06), ("cjk", 0.07)],
+    # measured (stage 7): plain 0.0 %, whisper 7.7 %, quiet (-40 dBFS) 3.8 %, multiwindow 3.6 %,
+    # cjk 0.0 %; the limits leave room for other CPUs and library versions
+    [("plain", 0.03), ("whisper", 0.11), ("quiet", 0.06), ("multiwindow", 0.06), ("cjk", 0.03)],
 )
 def test_heldout_cer(heldout_results, kind, limit):
     pairs = [(r, h) for k, r, h in heldout_results if k == kind]
@@ -61,7 +62,7 @@ def test_heldout_cer(heldout_results, kind, limit):
 
 def test_overall_cer(heldout_results):
     pairs = [(r, h) for k, r, h in heldout_results if k != "empty"]
-    assert _rate(pairs) <= 0.07  # measured 4.2 %
+    assert _rate(pairs) <= 0.05  # measured 3.0 %
 
 
 def test_silence_and_noise_give_empty_output(heldout_results):
