@@ -50,9 +50,9 @@ def test_multiwindow_items_really_span_windows(demo_engine, heldout):
 
 @pytest.mark.parametrize(
     ("kind", "limit"),
-    # measured (stage 7): plain 0.0 %, whisper 7.7 %, quiet (-40 dBFS) 3.8 %, multiwindow 3.6 %,
+    # measured (stage 8): plain 0.0 %, whisper 7.7 %, quiet (-40 dBFS) 1.9 %, multiwindow 2.6 %,
     # cjk 0.0 %; the limits leave room for other CPUs and library versions
-    [("plain", 0.03), ("whisper", 0.11), ("quiet", 0.06), ("multiwindow", 0.06), ("cjk", 0.03)],
+    [("plain", 0.03), ("whisper", 0.11), ("quiet", 0.05), ("multiwindow", 0.05), ("cjk", 0.03)],
 )
 def test_heldout_cer(heldout_results, kind, limit):
     pairs = [(r, h) for k, r, h in heldout_results if k == kind]
@@ -62,7 +62,7 @@ def test_heldout_cer(heldout_results, kind, limit):
 
 def test_overall_cer(heldout_results):
     pairs = [(r, h) for k, r, h in heldout_results if k != "empty"]
-    assert _rate(pairs) <= 0.05  # measured 3.0 %
+    assert _rate(pairs) <= 0.045  # measured 2.3 %
 
 
 def test_silence_and_noise_give_empty_output(heldout_results):
