@@ -116,13 +116,24 @@ class Synthesizer:
         self.voices_en, self.voices_cjk, self.table, self.sentences = bank
         self.rng = rng
         self.quiet_share = quiet_share
+        self.easy = False
+        """Curriculum: built-in, voiced speakers at -35…-18 dBFS only (see ``--easy-steps``)."""
+
+        def plain(v: synth.Voice) -> bool:
+            return not v.whispered and not v.variant.startswith(synth.CUSTOM_PREFIX)
+
+        self._easy_en = [v for v in self.voices_en if plain(v)] or self.voices_en
+        self._easy_cjk = [v for v in self.voices_cjk if plain(v)] or self.voices_cjk
+        self._easy_sentences = [x for x in self.sentences if plain(x[1])] or self.sentences
 
     def _words_clip(self) -> Clip:
         rng = self.rng
         cjk = rng.random() < 0.18
-        voice = (self.voices_cjk if cjk else self.voices_en)[
-            int(rng.integers(len(self.voices_cjk if cjk else self.voices_en)))
-        ]
+        if self.easy:
+            bank = self._easy_cjk if cjk else self._easy_en
+        else:
+            bank = self.voices_cjk if cjk else self.voices_en
+        voice = bank[int(rng.integers(len(bank)))]
         dur = rng.uniform(0.6, 5.0) if rng.random() < 0.7 else rng.uniform(5.0, 14.0)
         n = max(1, int(dur / (0.35 if cjk else 0.55)))
         words = synth.random_words(rng, n, cjk)
@@ -140,7 +151,8 @@ class Synthesizer:
         return Clip(np.concatenate(pieces), synth.join_words(words, cjk), spans, voice.whispered)
 
     def _sentence_clip(self) -> Clip:
-        words, voice = self.sentences[int(self.rng.integers(len(self.sentences)))]
+        sentences = self._easy_sentences if self.easy else self.sentences
+        words, voice = sentences[int(self.rng.integers(len(sentences)))]
         text_in = "，".join(words) if voice.is_cjk else ", ".join(words)
         a = self.table[(text_in, voice)]
         return Clip(a.copy(), synth.join_words(words, voice.is_cjk), [(0, len(a))], voice.whispered)
@@ -158,8 +170,10 @@ class Synthesizer:
         trail = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
         audio = np.concatenate([np.zeros(lead, np.float32), clip.audio, np.zeros(trail, np.float32)])
         spans = [(s + lead, e + lead) for s, e in clip.spans]
-        quiet = self.quiet_share > 0 and rng.random() < self.quiet_share  # no draw when off
-        level = rng.uniform(-50, -36) if quiet else rng.uniform(-50, -18)
+        quiet = self.quiet_share > 0 and not self.easy and rng.random() < self.quiet_share  # no draw when off
+        level = (
+            rng.uniform(-35, -18) if self.easy else rng.uniform(-50, -36) if quiet else rng.uniform(-50, -18)
+        )
         speech = audio[spans[0][0] : spans[-1][1]]
         audio = synth.set_level(audio, level, active=speech)
         if rng.random() < 0.6:
@@ -335,6 +349,12 @@ def main() -> None:
     ap.add_argument(
         "--quiet-share", type=float, default=0.0, help="extra share of utterances at -50..-36 dBFS"
     )
+    ap.add_argument(
+        "--easy-steps",
+        type=int,
+        default=0,
+        help="curriculum: the first N steps use only built-in voiced speakers at -35..-18 dBFS",
+    )
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -377,10 +397,12 @@ def main() -> None:
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    batcher = Batcher(proc, Synthesizer(bank, rng, args.quiet_share), rng)
+    synthesizer = Synthesizer(bank, rng, args.quiet_share)
+    batcher = Batcher(proc, synthesizer, rng)
     t0 = time.time()
     ema_lm = ema_ctc = None
     for step in range(args.steps):
+        synthesizer.easy = step < args.easy_steps
         b = batcher.batch(args.batch)
         lm, ctc = forward_losses(model, ctc_head, b, ctc_blank=len(tok), corrupt=args.corrupt)
         loss = lm + 0.5 * ctc
