@@ -150,7 +150,7 @@ class LivePipeline:
         streaming = StreamingSettings(
             agreement=s.agreement,
             encoder_padding=s.encoder_padding,  # type: ignore[arg-type]
-            context_s=s.context_s or None,
+            context_s=s.context_s,
         )
 
         def make_decoder() -> Any:

@@ -360,6 +360,11 @@ def main() -> None:
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
     )
     args = ap.parse_args()
+    for name in ("custom_voices", "whisper_share", "quiet_share", "corrupt"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            ap.error(f"--{name.replace('_', '-')} must be between 0 and 1")
+    if args.easy_steps < 0 or args.steps < 1:
+        ap.error("--steps must be at least 1 and --easy-steps at least 0")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)

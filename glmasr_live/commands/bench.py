@@ -61,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append(bench.run_offline(engine, utts, script))
         elif policy.startswith("streaming-"):
             padding = policy.split("-")[1]
-            rows.append(
-                bench.run_streaming(engine, utts, script, padding, args.interval, args.context or None)
-            )
+            rows.append(bench.run_streaming(engine, utts, script, padding, args.interval, args.context))
         else:
             rows.append(bench.run_naive(engine, utts, script, args.interval, args.naive_steps))
     meta = {

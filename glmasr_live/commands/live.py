@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.asr_defaults import CONTEXT_S, DEFAULT_MODEL
+from glmasr_live.asr_defaults import CONTEXT_MAX_S, CONTEXT_S, DEFAULT_MODEL
 from glmasr_live.commands.options import add_context_argument, add_endpoint_argument
 from glmasr_live.config import (
     PipelineSettings,
@@ -111,8 +111,8 @@ def settings_from(values: dict[str, Any]) -> PipelineSettings:
         raise ConfigError("--vad-sensitivity must be between 0 and 1")
     if not 0.0 <= float(values["endpoint"]) <= 0.5:
         raise ConfigError("--endpoint must be between 0 and 0.5 seconds (the hangover)")
-    if not 0.0 <= float(values["context"]) <= 3600:
-        raise ConfigError("--context must be between 0 (keep everything) and 3600 seconds")
+    if not 0.0 <= float(values["context"]) <= CONTEXT_MAX_S:
+        raise ConfigError(f"--context must be between 0 (keep everything) and {CONTEXT_MAX_S:g} seconds")
     if float(values["interval"]) <= 0:
         raise ConfigError("--interval must be > 0")
     if int(values["agreement"]) < 1:

@@ -18,14 +18,19 @@ def positive_float(text: str) -> float:
     return v
 
 
-def unit_float(text: str) -> float:
+def float_between(text: str, low: float, high: float, note: str = "") -> float:
+    """An option value in ``[low, high]``; argparse turns the error into one line and exit 2."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text!r}")
+    if not low <= v <= high:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}{note}: {text!r}")
     return v
+
+
+def unit_float(text: str) -> float:
+    return float_between(text, 0.0, 1.0)
 
 
 def add_endpoint_argument(
@@ -62,26 +67,15 @@ def add_context_argument(
 
 
 def context_seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v <= 3600:
-        raise argparse.ArgumentTypeError(f"must be between 0 (keep everything) and 3600: {text!r}")
-    return v
+    from glmasr_live.asr_defaults import CONTEXT_MAX_S
+
+    return float_between(text, 0.0, CONTEXT_MAX_S, " (0 keeps everything)")
 
 
 def endpoint_seconds(text: str) -> float:
     from glmasr_live.audio.segmenter import SegmenterSettings
 
-    hangover = SegmenterSettings().hangover_s
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v <= hangover:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {hangover} (the hangover): {text!r}")
-    return v
+    return float_between(text, 0.0, SegmenterSettings().hangover_s, " (the hangover)")
 
 
 def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
@@ -134,7 +128,7 @@ def streaming_settings(args: argparse.Namespace) -> Any:
     if args.agreement < 1:
         raise ConfigError("--agreement must be at least 1")
     return StreamingSettings(
-        agreement=args.agreement, encoder_padding=args.encoder_padding, context_s=args.context or None
+        agreement=args.agreement, encoder_padding=args.encoder_padding, context_s=args.context
     )
 
 
