@@ -21,11 +21,13 @@ import argparse
 import json
 import math
 import multiprocessing as mp
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 from torch import nn
 
@@ -112,10 +114,18 @@ def render_bank(
 class Synthesizer:
     """Builds random training utterances from the rendered bank."""
 
-    def __init__(self, bank, rng: np.random.Generator, quiet_share: float = 0.0):
+    def __init__(
+        self, bank, rng: np.random.Generator, quiet_share: float = 0.0, speed_perturb: float = 0.0,
+        long_share: float = 0.3,
+    ):
         self.voices_en, self.voices_cjk, self.table, self.sentences = bank
         self.rng = rng
         self.quiet_share = quiet_share
+        self.speed_perturb = speed_perturb
+        self.long_share = long_share
+        """Share of word clips of 5-14 s (several windows); the rest are 0.6-5 s."""
+        """Resample a clip by a random factor within 1 ± this (tempo, pitch and formants move
+        together, like a new speaker's vocal tract); 0: off, and no random draw."""
         self.easy = False
         """Curriculum: built-in, voiced speakers at -35…-18 dBFS only (see ``--easy-steps``)."""
 
@@ -134,7 +144,7 @@ class Synthesizer:
         else:
             bank = self.voices_cjk if cjk else self.voices_en
         voice = bank[int(rng.integers(len(bank)))]
-        dur = rng.uniform(0.6, 5.0) if rng.random() < 0.7 else rng.uniform(5.0, 14.0)
+        dur = rng.uniform(0.6, 5.0) if rng.random() >= self.long_share else rng.uniform(5.0, 14.0)
         n = max(1, int(dur / (0.35 if cjk else 0.55)))
         words = synth.random_words(rng, n, cjk)
         pieces, spans, pos = [], [], 0
@@ -166,6 +176,8 @@ class Synthesizer:
             kind = str(rng.choice(["white", "pink", "brown"]))
             return synth.noise(kind, n, rng) * 10 ** (rng.uniform(-70, -35) / 20), "", []
         clip = self._sentence_clip() if rng.random() < 0.3 else self._words_clip()
+        if self.speed_perturb and not self.easy:
+            clip = perturb_speed(clip, float(rng.uniform(1 - self.speed_perturb, 1 + self.speed_perturb)))
         lead = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
         trail = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
         audio = np.concatenate([np.zeros(lead, np.float32), clip.audio, np.zeros(trail, np.float32)])
@@ -180,6 +192,15 @@ class Synthesizer:
             kind = str(rng.choice(["white", "pink", "brown"]))
             audio = synth.add_noise(audio, level, rng.uniform(10, 35), kind, rng)
         return audio, clip.text, spans
+
+
+def perturb_speed(clip: Clip, factor: float) -> Clip:
+    """``clip`` played ``factor`` times faster (and higher), word spans moved with it."""
+    out_rate = int(round(SAMPLE_RATE / factor))
+    audio = soxr.resample(clip.audio, SAMPLE_RATE, out_rate).astype(np.float32)
+    scale = len(audio) / max(1, len(clip.audio))
+    spans = [(int(a * scale), min(len(audio), max(int(a * scale) + 1, int(b * scale)))) for a, b in clip.spans]
+    return Clip(audio, clip.text, spans, clip.whispered)
 
 
 def split_points(n: int, spans: list[tuple[int, int]], rng: np.random.Generator, win: int) -> list[int]:
@@ -205,7 +226,12 @@ def split_points(n: int, spans: list[tuple[int, int]], rng: np.random.Generator,
 
 
 class Batcher:
-    def __init__(self, processor, synthesizer: Synthesizer, rng: np.random.Generator):
+    def __init__(
+        self, processor, synthesizer: Synthesizer, rng: np.random.Generator, bucket_units: int = 0
+    ):
+        self.bucket_units = bucket_units
+        """Padding "none": windows padded up to a multiple of this many audio tokens; 0 pads
+        them all to the longest window of the batch."""
         self.proc = processor
         self.fe = processor.feature_extractor
         self.tok = processor.tokenizer
@@ -222,28 +248,49 @@ class Batcher:
 
     def batch(self, size: int):
         full_pad = self.rng.random() < 0.5  # else pad only to the batch's longest window
-        chunks, per_sample, texts = [], [], []
+        chunks, per_sample, texts, cut_lists, span_lists = [], [], [], [], []
         for _ in range(size):
             audio, text, spans = self.syn.sample()
             cuts = [0, *split_points(len(audio), spans, self.rng, self.win), len(audio)]
-            ws = [audio[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
-            chunks.extend(ws)
-            per_sample.append(len(ws))
+            pairs = [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+            chunks.extend(audio[a:b] for a, b in pairs)
+            per_sample.append(len(pairs))
             texts.append(text)
-        longest = max(len(c) for c in chunks)
+            cut_lists.append(pairs)
+            span_lists.append(spans)
+        # Padding "full": every window to the processor's window, as offline and by default.
+        # Padding "none": the decoder encodes each block at its own length; here windows are
+        # grouped by their length rounded up to a bucket, one encoder call per group.
         unit = 8 * self.fe.hop_length  # 8 mel frames: keeps conv + 4-frame merge exact
-        target = self.win if full_pad else min(self.win, -(-longest // unit) * unit)
-        feats = window_features(self.fe, chunks, target)
-        mask = feats["attention_mask"]
-        ntok = audio_token_counts(mask.sum(-1))
-        seqs, labels, k = [], [], 0
-        for n_w, text in zip(per_sample, texts, strict=True):
-            n_audio = sum(ntok[k : k + n_w])
+        longest = max(len(c) for c in chunks)
+        bucket = unit * self.bucket_units
+        lengths = [
+            self.win
+            if full_pad
+            else min(self.win, -(-len(c) // bucket) * bucket if bucket else -(-longest // unit) * unit)
+            for c in chunks
+        ]
+        groups, ntok = [], [0] * len(chunks)
+        for target in sorted(set(lengths)):
+            idx = [i for i, n in enumerate(lengths) if n == target]
+            feats = window_features(self.fe, [chunks[i] for i in idx], target)
+            mask = feats["attention_mask"]
+            for i, n in zip(idx, audio_token_counts(mask.sum(-1)), strict=True):
+                ntok[i] = n
+            groups.append((idx, feats["input_features"], mask))
+        seqs, labels, align, word_labels, k = [], [], [], [], 0
+        for i, (n_w, text) in enumerate(zip(per_sample, texts, strict=True)):
+            counts = ntok[k : k + n_w]
+            n_audio = sum(counts)
             k += n_w
             prompt = self.head + [self.audio_id] * n_audio + self.tail
             answer = self.tok(text, add_special_tokens=False).input_ids + [self.eos]
             seqs.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
+            align += alignment_targets(
+                i, text, span_lists[i], cut_lists[i], counts, len(self.head), len(prompt), len(answer)
+            )
+            word_labels += token_word_labels(text, span_lists[i], cut_lists[i], counts)
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad)
         lab = torch.full((len(seqs), width), -100)
@@ -255,14 +302,61 @@ class Batcher:
         # CTC targets: the transcript's character ids, per sample, over all its windows' frames
         ctc_targets = [torch.tensor(self.tok(t, add_special_tokens=False).input_ids) for t in texts]
         return dict(
-            input_features=feats["input_features"],
-            input_features_mask=mask,
+            groups=groups,
             input_ids=ids,
             attention_mask=att,
             labels=lab,
             per_sample=per_sample,
             ctc_targets=ctc_targets,
+            align=align,
+            word_labels=torch.tensor(word_labels, dtype=torch.long),
         )
+
+
+TOKEN_SAMPLES = 1280  # one audio token: 8 mel frames of 160 samples (conv stride 2, then a 4-frame merge)
+
+
+def alignment_targets(
+    row: int,
+    text: str,
+    spans: list[tuple[int, int]],
+    windows: list[tuple[int, int]],
+    counts: list[int],
+    audio_start: int,
+    answer_start: int,
+    answer_len: int,
+    margin: int = 1,
+) -> list[tuple[int, int, int, int]]:
+    """Where the LM should look while it writes each word: ``(row, query position, first key,
+    last key)`` — the query is the position whose logits predict a character of the word (or the
+    separator after it), the keys are the audio tokens of that word's samples (± ``margin``).
+
+    Only for clips whose words were rendered one at a time (one span per word): the synthesiser
+    knows every word's sample span exactly, so the alignment is the truth, not an estimate.
+    """
+    cjk = bool(text) and not text.isascii()
+    words = list(text) if cjk else text.split(" ")
+    if not text or len(words) != len(spans):
+        return []
+    offsets = np.cumsum([0, *counts])
+
+    def token_at(sample: int) -> int:
+        for j, (a, b) in enumerate(windows):
+            if sample < b or j == len(windows) - 1:
+                local = min(max(0, (sample - a) // TOKEN_SAMPLES), counts[j] - 1)
+                return int(offsets[j]) + max(0, local)
+        return 0
+
+    out, c = [], 0
+    n_audio = int(offsets[-1])
+    for w, (s0, s1) in zip(words, spans, strict=True):
+        lo = max(0, token_at(s0) - margin)
+        hi = min(n_audio - 1, token_at(max(s0, s1 - 1)) + margin)
+        n_chars = len(w) + (0 if cjk else 1)  # the separator after the word looks at it too
+        for q in range(c, min(c + n_chars, answer_len - 1)):
+            out.append((row, answer_start + q - 1, audio_start + lo, audio_start + hi))
+        c += len(w) + (0 if cjk else 1)
+    return out
 
 
 # ---------------------------------------------------------------------------- model
@@ -283,32 +377,94 @@ def corrupt_text_inputs(ids: torch.Tensor, labels: torch.Tensor, p: float, vocab
     return torch.where(hit, random_chars, ids)
 
 
-def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt: float = 0.0):
+WORD_CLASSES = ["", *synth.EN_WORDS, *synth.CJK_DIGITS]
+"""Classes of the training-only word head on the audio tokens: silence, then every word."""
+
+
+def token_word_labels(
+    text: str, spans: list[tuple[int, int]], windows: list[tuple[int, int]], counts: list[int]
+) -> list[int]:
+    """The word under each audio token (its centre sample), for the training-only word head:
+    the word's class inside a word's span, 0 (silence) more than a token away from any speech,
+    -100 (no loss) near a word's edges and inside sentences rendered in one piece."""
+    cjk = bool(text) and not text.isascii()
+    words = (list(text) if cjk else text.split(" ")) if text else []
+    per_word = len(words) == len(spans)
+    out: list[int] = []
+    for (a, b), n in zip(windows, counts, strict=True):
+        for local in range(n):
+            c = min(b - 1, a + local * TOKEN_SAMPLES + TOKEN_SAMPLES // 2)
+            label = 0
+            for k, (s0, s1) in enumerate(spans):
+                if s0 <= c < s1:
+                    label = WORD_CLASSES.index(words[k]) if per_word else -100
+                    break
+                if s0 - TOKEN_SAMPLES <= c < s1 + TOKEN_SAMPLES:
+                    label = -100
+            if not per_word and spans and spans[0][0] - TOKEN_SAMPLES <= c < spans[-1][1] + TOKEN_SAMPLES:
+                label = -100
+            out.append(label)
+    return out
+
+
+def alignment_loss(attentions, align: list[tuple[int, int, int, int]], heads: list[tuple[int, int]]):
+    """-log of the attention mass that the guided heads put on the word being written."""
+    if not align:
+        return torch.zeros(())
+    t = torch.tensor(align)
+    rows, queries, lo, hi = t.unbind(1)
+    width = attentions[0].shape[-1]
+    keys = torch.arange(width)
+    inside = (keys[None, :] >= lo[:, None]) & (keys[None, :] <= hi[:, None])
+    losses = []
+    for layer, head in heads:
+        probs = attentions[layer][rows, head, queries]  # (N, keys)
+        mass = (probs * inside).sum(-1)
+        losses.append(-torch.log(mass.clamp_min(1e-6)).mean())
+    return torch.stack(losses).mean()
+
+
+def forward_losses(
+    model,
+    ctc_head: nn.Linear,
+    b: dict,
+    ctc_blank: int,
+    corrupt: float = 0.0,
+    align_heads: list[tuple[int, int]] | None = None,
+    word_head: nn.Linear | None = None,
+):
     core = model.model
-    enc = core.audio_tower(b["input_features"]).last_hidden_state  # (W, T/2, H) at 50 frames/s
-    w = enc.shape[0]
-    audio = core.multi_modal_projector(enc.reshape(w, -1, model.config.audio_config.intermediate_size))
-    frames = b["input_features_mask"].sum(-1)
-    enc_len = (frames - 1) // 2 + 1
-    post = (enc_len - 4) // 4 + 1
-    valid = torch.arange(audio.shape[1])[None, :] < post[:, None]
-    audio_tokens = audio[valid]
+    n_windows = sum(len(idx) for idx, _, _ in b["groups"])
+    enc_frames: list = [None] * n_windows  # valid encoder frames (50 per second) of each window
+    window_tokens: list = [None] * n_windows  # valid audio tokens (12.5 per second) of each window
+    for idx, features, mask in b["groups"]:
+        enc = core.audio_tower(features).last_hidden_state  # (W, T/2, H)
+        audio = core.multi_modal_projector(
+            enc.reshape(enc.shape[0], -1, model.config.audio_config.intermediate_size)
+        )
+        enc_len = (mask.sum(-1) - 1) // 2 + 1
+        post = (enc_len - 4) // 4 + 1
+        for j, i in enumerate(idx):
+            enc_frames[i] = enc[j, : int(enc_len[j])]
+            window_tokens[i] = audio[j, : int(post[j])]
+    audio_tokens = torch.cat(window_tokens)
     ids = corrupt_text_inputs(b["input_ids"], b["labels"], corrupt, ctc_blank)
     emb = core.language_model.get_input_embeddings()(ids)
     place = (b["input_ids"] == model.config.audio_token_id).unsqueeze(-1).expand_as(emb)
     emb = emb.masked_scatter(place, audio_tokens.to(emb.dtype))
-    hidden = core.language_model(inputs_embeds=emb, attention_mask=b["attention_mask"]).last_hidden_state
-    logits = model.lm_head(hidden)
+    lm_out = core.language_model(
+        inputs_embeds=emb, attention_mask=b["attention_mask"], output_attentions=bool(align_heads)
+    )
+    logits = model.lm_head(lm_out.last_hidden_state)
+    align = alignment_loss(lm_out.attentions, b["align"], align_heads) if align_heads else torch.zeros(())
     lm_loss = nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), b["labels"][:, 1:].reshape(-1), ignore_index=-100
     )
     # CTC over each sample's concatenated valid encoder frames
-    logp = ctc_head(enc).log_softmax(-1)
     seqs, lens, k = [], [], 0
     for n_w in b["per_sample"]:
-        parts = [logp[k + j, : int(enc_len[k + j])] for j in range(n_w)]
+        seq = ctc_head(torch.cat(enc_frames[k : k + n_w])).log_softmax(-1)
         k += n_w
-        seq = torch.cat(parts)
         seqs.append(seq)
         lens.append(seq.shape[0])
     padded = nn.utils.rnn.pad_sequence(seqs)  # (T, B, V)
@@ -321,33 +477,42 @@ def forward_losses(model, ctc_head: nn.Linear, b: dict, ctc_blank: int, corrupt:
         blank=ctc_blank,
         zero_infinity=True,
     )
-    return lm_loss, ctc
+    words = torch.zeros(())
+    assert b["word_labels"].shape[0] == audio_tokens.shape[0], "one word label per audio token"
+    if word_head is not None and bool((b["word_labels"] != -100).any()):
+        words = nn.functional.cross_entropy(word_head(audio_tokens), b["word_labels"], ignore_index=-100)
+    return lm_loss, ctc, align, words
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("assets/demo-model"))
-    ap.add_argument("--steps", type=int, default=2400)
+    ap.add_argument("--steps", type=int, default=2800)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
-    ap.add_argument("--corrupt", type=float, default=0.25, help="share of teacher-forced characters replaced")
-    ap.add_argument("--warmup", type=int, default=300)
-    ap.add_argument("--save-every", type=int, default=600, help="steps between intermediate checkpoints")
-    ap.add_argument("--more-voices", action="store_true", help="extended voice variants, bigger voice bank")
+    ap.add_argument("--corrupt", type=float, default=0.2, help="share of teacher-forced characters replaced")
+    ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument("--save-every", type=int, default=300, help="steps between intermediate checkpoints")
+    ap.add_argument(
+        "--more-voices",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="extended voice variants, bigger voice bank",
+    )
     ap.add_argument(
         "--custom-voices",
         type=float,
-        default=0.0,
+        default=0.6,
         help="share of random custom espeak-ng speakers in the bank",
     )
     ap.add_argument(
-        "--whisper-share", type=float, default=0.3, help="share of the custom speakers that whisper"
+        "--whisper-share", type=float, default=0.5, help="share of the custom speakers that whisper"
     )
     ap.add_argument(
-        "--quiet-share", type=float, default=0.0, help="extra share of utterances at -50..-36 dBFS"
+        "--quiet-share", type=float, default=0.4, help="extra share of utterances at -50..-36 dBFS"
     )
     ap.add_argument(
         "--easy-steps",
@@ -355,26 +520,102 @@ def main() -> None:
         default=0,
         help="curriculum: the first N steps use only built-in voiced speakers at -35..-18 dBFS",
     )
+    ap.add_argument(
+        "--align-weight",
+        type=float,
+        default=1.0,
+        help="weight of the guided-attention loss (heads of --align-heads look at the word being written)",
+    )
+    ap.add_argument(
+        "--align-heads", default="1:0,2:0", help="LM layer:head pairs that the alignment loss guides"
+    )
+    ap.add_argument(
+        "--word-weight",
+        type=float,
+        default=1.0,
+        help="weight of the training-only word classifier on the audio tokens (word spans are known)",
+    )
+    ap.add_argument("--en-voices", type=int, default=400, help="English voices in the bank (0: 160, or 90)")
+    ap.add_argument(
+        "--cjk-voices", type=int, default=64, help="voices per Chinese language in the bank (0: 24, or 10)"
+    )
+    ap.add_argument("--sentences", type=int, default=2500, help="whole sentences rendered in the bank")
+    ap.add_argument(
+        "--speed-perturb",
+        type=float,
+        default=0.1,
+        help="resample each clip by a random factor within 1 +- this (0: off)",
+    )
+    ap.add_argument(
+        "--long-share", type=float, default=0.4, help="share of word clips of 5-14 s (the rest 0.6-5 s)"
+    )
+    ap.add_argument(
+        "--bucket",
+        type=int,
+        default=6,
+        help='padding "none" batches: pad each window to a multiple of N audio tokens (0: to the longest)',
+    )
+    ap.add_argument(
+        "--bank-cache", type=Path, default=None, help="reuse the rendered voice bank from this file (experiments)"
+    )
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
     )
+    ap.add_argument(
+        "--eval-seeds",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=(2024,),
+        help="held-out sets scored at the end, pooled (2024: the CI test's set)",
+    )
+    ap.add_argument(
+        "--evaluate", type=Path, default=None, metavar="CHECKPOINT", help="only score CHECKPOINT, no training"
+    )
     args = ap.parse_args()
-    for name in ("custom_voices", "whisper_share", "quiet_share", "corrupt"):
+    if args.evaluate:
+        if not (args.evaluate / "config.json").exists():
+            ap.error(f"--evaluate: no checkpoint in {args.evaluate}")
+        evaluate(args.evaluate, args.threads, args.eval_seeds)
+        return
+    for name in ("custom_voices", "whisper_share", "quiet_share", "corrupt", "long_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.easy_steps < 0 or args.steps < 1:
         ap.error("--steps must be at least 1 and --easy-steps at least 0")
+    if args.bucket < 0:
+        ap.error("--bucket must be at least 0")
+    if not 0.0 <= args.speed_perturb < 0.5:
+        ap.error("--speed-perturb must be between 0 and 0.5")
+    if min(args.en_voices, args.cjk_voices, args.sentences) < 0:
+        ap.error("--en-voices, --cjk-voices and --sentences must be at least 0")
+    if args.align_weight < 0 or args.word_weight < 0:
+        ap.error("--align-weight and --word-weight must be at least 0")
+    try:
+        align_heads = [(int(a), int(h)) for a, h in (pair.split(":") for pair in args.align_heads.split(","))]
+    except ValueError:
+        ap.error(f"--align-heads: expected LAYER:HEAD[,LAYER:HEAD...], got {args.align_heads!r}")
+    for layer, head in align_heads:
+        if not (0 <= layer < SIZES["text_layers"] and 0 <= head < SIZES["text_heads"]):
+            ap.error(f"--align-heads: no head {head} in layer {layer} of the LM")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    n_en = 8 if args.quick else (160 if args.more_voices else 90)
-    n_cjk = 2 if args.quick else (24 if args.more_voices else 10)
-    bank = render_bank(
-        rng, n_en, n_cjk, 50 if args.quick else 1500, args.more_voices, args.custom_voices, args.whisper_share
-    )
+    n_en = 8 if args.quick else args.en_voices or (160 if args.more_voices else 90)
+    n_cjk = 2 if args.quick else args.cjk_voices or (24 if args.more_voices else 10)
+    n_sentences = 50 if args.quick else args.sentences
+    if args.bank_cache and args.bank_cache.exists():
+        with args.bank_cache.open("rb") as f:
+            bank, state = pickle.load(f)
+        rng.bit_generator.state = state  # the same random numbers as after rendering it
+    else:
+        bank = render_bank(
+            rng, n_en, n_cjk, n_sentences, args.more_voices, args.custom_voices, args.whisper_share
+        )
+        if args.bank_cache:
+            with args.bank_cache.open("wb") as f:
+                pickle.dump((bank, rng.bit_generator.state), f)
     print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
 
     tok = build_char_tokenizer()
@@ -388,9 +629,12 @@ def main() -> None:
         target = model.model.audio_tower if args.reinit_lm else model
         target.load_state_dict(part.state_dict())
         print(f"initialised {'encoder' if args.reinit_lm else 'model'} from {args.init_from}", flush=True)
+    if args.align_weight:
+        model.model.language_model.set_attn_implementation("eager")  # attention weights for the loss
     model.train()
     ctc_head = nn.Linear(SIZES["audio_hidden"], len(tok) + 1)
-    params = list(model.parameters()) + list(ctc_head.parameters())
+    word_head = nn.Linear(SIZES["text_hidden"], len(WORD_CLASSES))  # training only, not saved
+    params = list(model.parameters()) + list(ctc_head.parameters()) + list(word_head.parameters())
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = min(args.warmup, args.steps // 10 + 1)
@@ -402,15 +646,23 @@ def main() -> None:
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    synthesizer = Synthesizer(bank, rng, args.quiet_share)
-    batcher = Batcher(proc, synthesizer, rng)
+    synthesizer = Synthesizer(bank, rng, args.quiet_share, args.speed_perturb, args.long_share)
+    batcher = Batcher(proc, synthesizer, rng, args.bucket)
     t0 = time.time()
-    ema_lm = ema_ctc = None
+    ema_lm = ema_ctc = ema_al = ema_wd = None
     for step in range(args.steps):
         synthesizer.easy = step < args.easy_steps
         b = batcher.batch(args.batch)
-        lm, ctc = forward_losses(model, ctc_head, b, ctc_blank=len(tok), corrupt=args.corrupt)
-        loss = lm + 0.5 * ctc
+        lm, ctc, al, wd = forward_losses(
+            model,
+            ctc_head,
+            b,
+            len(tok),
+            args.corrupt,
+            align_heads if args.align_weight else None,
+            word_head if args.word_weight else None,
+        )
+        loss = lm + 0.5 * ctc + args.align_weight * al + args.word_weight * wd
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
@@ -418,10 +670,12 @@ def main() -> None:
         sched.step()
         ema_lm = lm.item() if ema_lm is None else 0.98 * ema_lm + 0.02 * lm.item()
         ema_ctc = ctc.item() if ema_ctc is None else 0.98 * ema_ctc + 0.02 * ctc.item()
+        ema_al = al.item() if ema_al is None else 0.98 * ema_al + 0.02 * al.item()
+        ema_wd = wd.item() if ema_wd is None else 0.98 * ema_wd + 0.02 * wd.item()
         if step % 50 == 0 or step == args.steps - 1:
             el = time.time() - t0
             print(
-                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"step {step:5d}  lm {ema_lm:.3f}  ctc {ema_ctc:.3f}  align {ema_al:.3f}  words {ema_wd:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
                 f"{el / (step + 1):.2f}s/step  eta {el / (step + 1) * (args.steps - step - 1) / 60:.1f} min",
                 flush=True,
             )
@@ -429,17 +683,18 @@ def main() -> None:
             save(model, proc, args.out, {"steps": step, "seed": args.seed})
     save(model, proc, args.out, {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr})
     print(f"saved to {args.out} after {(time.time() - t0) / 60:.1f} min", flush=True)
-    evaluate(args.out, args.threads)
+    evaluate(args.out, args.threads, args.eval_seeds)
 
 
-def evaluate(path: Path, threads: int) -> dict[str, float]:
-    """Print the held-out table (the CI test's set, ``synth.demo_heldout_set``) for ``path``."""
+def evaluate(path: Path, threads: int, seeds: tuple[int, ...] = (2024,)) -> dict[str, float]:
+    """Print the held-out table for ``path``: the CI test's set (``synth.demo_heldout_set``,
+    seed 2024), or the sets of ``seeds`` pooled."""
     import jiwer
 
     from glmasr_live.asr.engine import AsrEngine, EngineSettings
 
     engine = AsrEngine(EngineSettings(model=str(path), device="cpu", warmup=False, threads=threads))
-    items = synth.demo_heldout_set()
+    items = [item for seed in seeds for item in synth.demo_heldout_set(seed)]
     results = []
     for i in range(0, len(items), 8):
         chunk = items[i : i + 8]
@@ -454,7 +709,8 @@ def evaluate(path: Path, threads: int) -> dict[str, float]:
             table[kind] = float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
     pairs = [(r, h) for k, r, h in results if k != "empty"]
     table["overall"] = float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
-    print("held-out CER: " + "  ".join(f"{k} {v:.3f}" for k, v in table.items()), flush=True)
+    name = "held-out CER" + (f" (seeds {', '.join(map(str, seeds))})" if seeds != (2024,) else "")
+    print(f"{name}: " + "  ".join(f"{k} {v:.3f}" for k, v in table.items()), flush=True)
     return table
 
 

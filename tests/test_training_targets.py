@@ -1,0 +1,128 @@
+"""The demo-model training script's alignment supervision points at the right audio.
+
+The training script (not run by CI) guides LM attention heads to the audio tokens of the word
+being written and trains a word classifier on the audio tokens, both from the exact word spans
+that the synthesiser knows. A wrong span-to-token mapping would teach the model nonsense, so it is
+checked here on real espeak-ng speech cut into windows the way training cuts it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glmasr_live import synth
+from glmasr_live.asr.blocks import audio_token_counts, window_features
+from glmasr_live.asr.tiny import build_char_tokenizer, build_processor
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
+
+
+@pytest.fixture(scope="module")
+def train():
+    spec = importlib.util.spec_from_file_location("train_demo_model", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_demo_model"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _windows(audio: np.ndarray, cuts: list[int]):
+    bounds = [0, *cuts, len(audio)]
+    pairs = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    proc = build_processor(build_char_tokenizer(), chunk_length=6)
+    feats = window_features(proc.feature_extractor, [audio[a:b] for a, b in pairs], 6 * synth.SAMPLE_RATE)
+    return pairs, audio_token_counts(feats["attention_mask"].sum(-1))
+
+
+def _token_energy(audio: np.ndarray, pairs, counts, train) -> np.ndarray:
+    """RMS of the samples under every audio token, in the order the LM sees the tokens."""
+    out = []
+    for (a, b), n in zip(pairs, counts, strict=True):
+        for k in range(n):
+            lo = a + k * train.TOKEN_SAMPLES
+            seg = audio[lo : min(b, lo + train.TOKEN_SAMPLES)]
+            out.append(float(np.sqrt(np.mean(seg**2))) if len(seg) else 0.0)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("cjk", [False, True])
+def test_targets_follow_the_words_across_windows(train, cjk):
+    rng = np.random.default_rng(5)
+    lang = "cmn" if cjk else "en"
+    words = synth.random_words(rng, 12, cjk)
+    voice = synth.Voice(lang, "m3", 150, 50)
+    u = synth.word_utterance(words, voice, rng, gap_s=(0.15, 0.3), long_pause_p=0.0)
+    lead = np.zeros(int(0.5 * synth.SAMPLE_RATE), np.float32)
+    audio = np.concatenate([lead, u.audio])
+    spans = [(s + len(lead), e + len(lead)) for s, e in u.spans]
+    mid = (spans[5][1] + spans[6][0]) // 2  # a cut at a pause, then fixed 6 s cuts
+    cuts = [mid, *range(mid + 6 * synth.SAMPLE_RATE, len(audio), 6 * synth.SAMPLE_RATE)]
+    pairs, counts = _windows(audio, cuts)
+    assert len(pairs) >= 2
+    head, answer_start = 4, 4 + sum(counts) + 12
+    text = synth.join_words(words, cjk)
+    targets = train.alignment_targets(0, text, spans, pairs, counts, head, answer_start, len(text) + 1)
+    energy = _token_energy(audio, pairs, counts, train)
+    loud = energy > 0.05 * energy.max()
+
+    # one query per character (English: and the space after each word), in order
+    queries = [q for _, q, _, _ in targets]
+    assert queries == list(range(answer_start - 1, answer_start - 1 + len(queries)))
+    assert len(queries) == len(text)
+    # each word's keys cover speech, move forward word by word, and the lead-in silence is never a target
+    firsts = []
+    for _, q, lo, hi in targets:
+        keys = np.arange(lo - head, hi + 1 - head)
+        assert loud[keys].any(), (q, lo, hi)
+        assert keys[0] >= int(0.5 * synth.SAMPLE_RATE) // train.TOKEN_SAMPLES - 1
+        firsts.append(lo)
+    assert firsts == sorted(firsts) and firsts[-1] > firsts[0]
+
+    labels = train.token_word_labels(text, spans, pairs, counts)
+    assert len(labels) == sum(counts)
+    labels_arr = np.array(labels)
+    # silence labels sit on quiet tokens, word labels on loud ones, in the spoken order
+    assert not loud[labels_arr == 0].any()
+    assert loud[labels_arr > 0].mean() > 0.9
+    spoken = [train.WORD_CLASSES[c] for i, c in enumerate(labels) if c > 0 and (i == 0 or labels[i - 1] != c)]
+    assert spoken == words
+
+
+def test_sentences_rendered_in_one_piece_get_no_word_targets(train):
+    rng = np.random.default_rng(2)
+    words = synth.random_words(rng, 4, False)
+    audio = synth.render(", ".join(words), synth.Voice("en", "f2", 160, 50))
+    lead = np.zeros(synth.SAMPLE_RATE, np.float32)
+    audio = np.concatenate([lead, audio, lead])
+    spans = [(len(lead), len(audio) - len(lead))]
+    pairs, counts = _windows(audio, [])
+    text = " ".join(words)
+    assert train.alignment_targets(0, text, spans, pairs, counts, 4, 100, len(text) + 1) == []
+    labels = np.array(train.token_word_labels(text, spans, pairs, counts))
+    lead_tokens = len(lead) // train.TOKEN_SAMPLES
+    assert (labels[: lead_tokens - 1] == 0).all()  # the lead-in and the tail are silence
+    assert (labels[lead_tokens + 1 : -lead_tokens - 1] == -100).all()  # the speech: no word label
+    assert (labels[-lead_tokens + 1 :] == 0).all()
+
+
+def test_speed_perturbation_moves_the_word_spans_with_the_audio(train):
+    rng = np.random.default_rng(9)
+    words = synth.random_words(rng, 5, False)
+    u = synth.word_utterance(words, synth.Voice("en", "f1", 160, 50), rng, gap_s=(0.2, 0.3))
+    clip = train.Clip(u.audio, u.text, u.spans, False)
+    for factor in (0.9, 1.1):
+        fast = train.perturb_speed(clip, factor)
+        assert abs(len(fast.audio) - len(u.audio) / factor) < 0.01 * len(u.audio)
+        assert len(fast.spans) == len(u.spans) and fast.text == u.text
+        level = np.sqrt(np.mean(fast.audio**2))
+        for a, b in fast.spans:  # speech inside the moved spans, silence in the moved gaps
+            assert np.sqrt(np.mean(fast.audio[a:b] ** 2)) > 0.5 * level
+        for (_, b), (a, _) in zip(fast.spans[:-1], fast.spans[1:], strict=True):
+            gap = fast.audio[b + 80 : a - 80]
+            assert np.abs(gap).max() < 0.05 * np.abs(fast.audio).max()
