@@ -611,17 +611,18 @@ def main() -> None:
     n_en = 8 if args.quick else args.en_voices or (160 if args.more_voices else 90)
     n_cjk = 2 if args.quick else args.cjk_voices or (24 if args.more_voices else 10)
     n_sentences = 50 if args.quick else args.sentences
+    recipe = (args.seed, n_en, n_cjk, n_sentences, args.more_voices, args.custom_voices, args.whisper_share)
     if args.bank_cache and args.bank_cache.exists():
         with args.bank_cache.open("rb") as f:
-            bank, state = pickle.load(f)
+            cached, bank, state = pickle.load(f)
+        if cached != recipe:
+            ap.error(f"--bank-cache {args.bank_cache} holds another bank {cached}, not {recipe}")
         rng.bit_generator.state = state  # the same random numbers as after rendering it
     else:
-        bank = render_bank(
-            rng, n_en, n_cjk, n_sentences, args.more_voices, args.custom_voices, args.whisper_share
-        )
+        bank = render_bank(rng, *recipe[1:])
         if args.bank_cache:
             with args.bank_cache.open("wb") as f:
-                pickle.dump((bank, rng.bit_generator.state), f)
+                pickle.dump((recipe, bank, rng.bit_generator.state), f)
     print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
 
     tok = build_char_tokenizer()
