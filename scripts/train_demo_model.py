@@ -8,7 +8,8 @@ The model is the real ``GlmAsrForConditionalGeneration`` at reduced size with a 
 tokenizer whose special tokens and chat template reproduce the real prompt. Training feeds it
 exactly what the streaming decoder feeds it: each utterance cut into windows that are encoded
 independently (at the processor's fixed window length, or at random pauses), padded to the
-window length, or only to a bucket of their own length (``--encoder-padding none``).
+window length, or only to the longest window of the batch or (``--bucket``) to a bucket of
+their own length (``--encoder-padding none``).
 
 What makes one hour enough: the synthesiser renders words one at a time, so it knows which
 samples every word occupies, and training uses that truth twice (both training-only, nothing
@@ -128,10 +129,10 @@ class Synthesizer:
         self.rng = rng
         self.quiet_share = quiet_share
         self.speed_perturb = speed_perturb
-        self.long_share = long_share
-        """Share of word clips of 5-14 s (several windows); the rest are 0.6-5 s."""
         """Resample a clip by a random factor within 1 ± this (tempo, pitch and formants move
         together, like a new speaker's vocal tract); 0: off, and no random draw."""
+        self.long_share = long_share
+        """Share of word clips of 5-14 s (several windows); the rest are 0.6-5 s."""
         self.easy = False
         """Curriculum: built-in, voiced speakers at -35…-18 dBFS only (see ``--easy-steps``)."""
 
@@ -240,6 +241,8 @@ class Batcher:
         them all to the longest window of the batch."""
         self.proc = processor
         self.fe = processor.feature_extractor
+        if 8 * self.fe.hop_length != TOKEN_SAMPLES:
+            raise ValueError(f"an audio token is 8 mel frames of {self.fe.hop_length} samples, not {TOKEN_SAMPLES}")
         self.tok = processor.tokenizer
         self.syn = synthesizer
         self.rng = rng
@@ -267,7 +270,7 @@ class Batcher:
         # Padding "full": every window to the processor's window, as offline and by default.
         # Padding "none": the decoder encodes each block at its own length; here windows are
         # grouped by their length rounded up to a bucket, one encoder call per group.
-        unit = 8 * self.fe.hop_length  # 8 mel frames: keeps conv + 4-frame merge exact
+        unit = TOKEN_SAMPLES  # one audio token: keeps conv + 4-frame merge exact
         longest = max(len(c) for c in chunks)
         bucket = unit * self.bucket_units
         lengths = [
@@ -322,6 +325,13 @@ class Batcher:
 TOKEN_SAMPLES = 1280  # one audio token: 8 mel frames of 160 samples (conv stride 2, then a 4-frame merge)
 
 
+def transcript_words(text: str) -> tuple[list[str], bool]:
+    """The words of a transcript made by ``synth.join_words`` (CJK: one per character), and
+    whether it is CJK (no separators between words)."""
+    cjk = bool(text) and not text.isascii()
+    return (list(text) if cjk else text.split(" ")) if text else [], cjk
+
+
 def alignment_targets(
     row: int,
     text: str,
@@ -340,9 +350,8 @@ def alignment_targets(
     Only for clips whose words were rendered one at a time (one span per word): the synthesiser
     knows every word's sample span exactly, so the alignment is the truth, not an estimate.
     """
-    cjk = bool(text) and not text.isascii()
-    words = list(text) if cjk else text.split(" ")
-    if not text or len(words) != len(spans):
+    words, cjk = transcript_words(text)
+    if not words or len(words) != len(spans):
         return []
     offsets = np.cumsum([0, *counts])
 
@@ -393,8 +402,7 @@ def token_word_labels(
     """The word under each audio token (its centre sample), for the training-only word head:
     the word's class inside a word's span, 0 (silence) more than a token away from any speech,
     -100 (no loss) near a word's edges and inside sentences rendered in one piece."""
-    cjk = bool(text) and not text.isascii()
-    words = (list(text) if cjk else text.split(" ")) if text else []
+    words, _ = transcript_words(text)
     per_word = len(words) == len(spans)
     out: list[int] = []
     for (a, b), n in zip(windows, counts, strict=True):
@@ -490,6 +498,15 @@ def forward_losses(
     return lm_loss, ctc, align, words
 
 
+def seed_list(value: str) -> tuple[int, ...]:
+    """``--eval-seeds``: comma-separated integers."""
+    try:
+        seeds = tuple(int(x) for x in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SEED[,SEED...], got {value!r}") from None
+    return seeds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("assets/demo-model"))
@@ -570,7 +587,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--eval-seeds",
-        type=lambda v: tuple(int(x) for x in v.split(",")),
+        type=seed_list,
         default=(2024,),
         help="held-out sets scored at the end, pooled (2024: the CI test's set)",
     )
@@ -578,6 +595,10 @@ def main() -> None:
         "--evaluate", type=Path, default=None, metavar="CHECKPOINT", help="only score CHECKPOINT, no training"
     )
     args = ap.parse_args()
+    try:
+        import jiwer  # noqa: F401  (the held-out table at the end, and --evaluate)
+    except ImportError:
+        ap.error("jiwer is missing: pip install -e '.[eval]' (or bash scripts/install.sh --test)")
     if args.evaluate:
         if not (args.evaluate / "config.json").exists():
             ap.error(f"--evaluate: no checkpoint in {args.evaluate}")
@@ -588,6 +609,8 @@ def main() -> None:
             ap.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.easy_steps < 0 or args.steps < 1:
         ap.error("--steps must be at least 1 and --easy-steps at least 0")
+    if min(args.batch, args.save_every, args.threads) < 1:
+        ap.error("--batch, --save-every and --threads must be at least 1")
     if args.bucket < 0:
         ap.error("--bucket must be at least 0")
     if not 0.0 <= args.speed_perturb < 0.5:
@@ -613,8 +636,11 @@ def main() -> None:
     n_sentences = 50 if args.quick else args.sentences
     recipe = (args.seed, n_en, n_cjk, n_sentences, args.more_voices, args.custom_voices, args.whisper_share)
     if args.bank_cache and args.bank_cache.exists():
-        with args.bank_cache.open("rb") as f:
-            cached, bank, state = pickle.load(f)
+        try:
+            with args.bank_cache.open("rb") as f:
+                cached, bank, state = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+            ap.error(f"--bank-cache {args.bank_cache}: not a voice bank written by this script ({e})")
         if cached != recipe:
             ap.error(f"--bank-cache {args.bank_cache} holds another bank {cached}, not {recipe}")
         rng.bit_generator.state = state  # the same random numbers as after rendering it

@@ -126,3 +126,39 @@ def test_speed_perturbation_moves_the_word_spans_with_the_audio(train):
         for (_, b), (a, _) in zip(fast.spans[:-1], fast.spans[1:], strict=True):
             gap = fast.audio[b + 80 : a - 80]
             assert np.abs(gap).max() < 0.05 * np.abs(fast.audio).max()
+
+
+@pytest.mark.parametrize("bucket", [0, 6])
+def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucket):
+    """A real training step's batch through the real model: every window's audio tokens fill the
+    prompt's placeholders, each gets a word label, and unpadded windows are encoded per bucket."""
+    import torch
+    from torch import nn
+
+    rng = np.random.default_rng(3)
+    bank = train.render_bank(rng, 2, 1, 4)
+    tok = build_char_tokenizer()
+    proc = build_processor(tok, chunk_length=train.CHUNK_S)
+    model = train.build_tiny_model(tok, seed=0, **train.SIZES)
+    model.model.language_model.set_attn_implementation("eager")
+    batcher = train.Batcher(proc, train.Synthesizer(bank, rng, 0.3, 0.1, 0.5), rng, bucket)
+    ctc_head = nn.Linear(train.SIZES["audio_hidden"], len(tok) + 1)
+    word_head = nn.Linear(train.SIZES["text_hidden"], len(train.WORD_CLASSES))
+    seen_unpadded = False
+    for _ in range(4):
+        b = batcher.batch(6)
+        targets = [features.shape[-1] * proc.feature_extractor.hop_length for _, features, _ in b["groups"]]
+        if targets != [batcher.win]:  # a padding "none" batch
+            seen_unpadded = True
+            if bucket:
+                step = bucket * train.TOKEN_SAMPLES
+                assert len(targets) == len(set(targets))
+                assert all(t % step == 0 or t == batcher.win for t in targets)
+            else:
+                assert len(targets) == 1  # all padded to the longest window
+        n_tokens = int((b["input_ids"] == model.config.audio_token_id).sum())
+        assert b["word_labels"].shape[0] == n_tokens
+        assert (b["word_labels"] > 0).any() and (b["word_labels"] == 0).any()
+        losses = train.forward_losses(model, ctc_head, b, len(tok), 0.2, [(1, 0), (2, 0)], word_head)
+        assert all(torch.isfinite(x) and x > 0 for x in losses), losses
+    assert seen_unpadded
