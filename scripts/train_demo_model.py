@@ -124,6 +124,7 @@ class Synthesizer:
     def __init__(
         self, bank, rng: np.random.Generator, quiet_share: float = 0.0, speed_perturb: float = 0.0,
         long_share: float = 0.3,
+        sentence_share: float = 0.3,
     ):
         self.voices_en, self.voices_cjk, self.table, self.sentences = bank
         self.rng = rng
@@ -133,6 +134,8 @@ class Synthesizer:
         together, like a new speaker's vocal tract); 0: off, and no random draw."""
         self.long_share = long_share
         """Share of word clips of 5-14 s (several windows); the rest are 0.6-5 s."""
+        self.sentence_share = sentence_share
+        """Share of speech clips that are whole sentences rendered in one piece (no word spans)."""
         self.easy = False
         """Curriculum: built-in, voiced speakers at -35…-18 dBFS only (see ``--easy-steps``)."""
 
@@ -182,7 +185,7 @@ class Synthesizer:
                 return np.zeros(n, np.float32), "", []
             kind = str(rng.choice(["white", "pink", "brown"]))
             return synth.noise(kind, n, rng) * 10 ** (rng.uniform(-70, -35) / 20), "", []
-        clip = self._sentence_clip() if rng.random() < 0.3 else self._words_clip()
+        clip = self._sentence_clip() if rng.random() < self.sentence_share else self._words_clip()
         if self.speed_perturb and not self.easy:
             clip = perturb_speed(clip, float(rng.uniform(1 - self.speed_perturb, 1 + self.speed_perturb)))
         lead = int(rng.uniform(0, 1.2) * SAMPLE_RATE) if rng.random() < 0.6 else 0
@@ -234,8 +237,15 @@ def split_points(n: int, spans: list[tuple[int, int]], rng: np.random.Generator,
 
 class Batcher:
     def __init__(
-        self, processor, synthesizer: Synthesizer, rng: np.random.Generator, bucket_units: int = 0
+        self,
+        processor,
+        synthesizer: Synthesizer,
+        rng: np.random.Generator,
+        bucket_units: int = 0,
+        align_eos: bool = False,
     ):
+        self.align_eos = align_eos
+        """Guide the end-of-text query to the audio after the last word too."""
         self.bucket_units = bucket_units
         """Padding "none": windows padded up to a multiple of this many audio tokens; 0 pads
         them all to the longest window of the batch."""
@@ -297,7 +307,15 @@ class Batcher:
             seqs.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
             align += alignment_targets(
-                i, text, span_lists[i], cut_lists[i], counts, len(self.head), len(prompt), len(answer)
+                i,
+                text,
+                span_lists[i],
+                cut_lists[i],
+                counts,
+                len(self.head),
+                len(prompt),
+                len(answer),
+                eos=self.align_eos,
             )
             word_labels += token_word_labels(text, span_lists[i], cut_lists[i], counts)
         width = max(len(s) for s in seqs)
@@ -342,10 +360,13 @@ def alignment_targets(
     answer_start: int,
     answer_len: int,
     margin: int = 1,
+    eos: bool = False,
 ) -> list[tuple[int, int, int, int]]:
     """Where the LM should look while it writes each word: ``(row, query position, first key,
     last key)`` — the query is the position whose logits predict a character of the word (or the
     separator after it), the keys are the audio tokens of that word's samples (± ``margin``).
+    With ``eos`` the query that predicts the end of text looks past the last word: from its last
+    audio token to the end of the audio (the trailing silence).
 
     Only for clips whose words were rendered one at a time (one span per word): the synthesiser
     knows every word's sample span exactly, so the alignment is the truth, not an estimate.
@@ -371,6 +392,9 @@ def alignment_targets(
         for q in range(c, min(c + n_chars, answer_len - 1)):
             out.append((row, answer_start + q - 1, audio_start + lo, audio_start + hi))
         c += len(w) + (0 if cjk else 1)
+    if eos and answer_len >= 2:
+        last = token_at(max(spans[-1][0], spans[-1][1] - 1))
+        out.append((row, answer_start + answer_len - 2, audio_start + last, audio_start + n_audio - 1))
     return out
 
 
@@ -432,7 +456,7 @@ def alignment_loss(attentions, align: list[tuple[int, int, int, int]], heads: li
     inside = (keys[None, :] >= lo[:, None]) & (keys[None, :] <= hi[:, None])
     losses = []
     for layer, head in heads:
-        probs = attentions[layer][rows, head, queries]  # (N, keys)
+        probs = attentions[layer][rows, head, queries].float()  # (N, keys)
         mass = (probs * inside).sum(-1)
         losses.append(-torch.log(mass.clamp_min(1e-6)).mean())
     return torch.stack(losses).mean()
@@ -553,6 +577,12 @@ def main() -> None:
         "--align-heads", default="1:0,2:0", help="LM layer:head pairs that the alignment loss guides"
     )
     ap.add_argument(
+        "--align-eos",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="guide the end-of-text query to the audio after the last word (the trailing silence)",
+    )
+    ap.add_argument(
         "--word-weight",
         type=float,
         default=1.0,
@@ -573,6 +603,12 @@ def main() -> None:
         "--long-share", type=float, default=0.3, help="share of word clips of 5-14 s (the rest 0.6-5 s)"
     )
     ap.add_argument(
+        "--sentence-share",
+        type=float,
+        default=0.3,
+        help="share of speech clips that are whole sentences (no word spans: no alignment or word targets)",
+    )
+    ap.add_argument(
         "--bucket",
         type=int,
         default=0,
@@ -580,6 +616,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--bank-cache", type=Path, default=None, help="reuse the rendered voice bank from this file (experiments)"
+    )
+    ap.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bfloat16 autocast for the forward pass (weights and optimiser stay float32)",
     )
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
@@ -604,7 +646,7 @@ def main() -> None:
             ap.error(f"--evaluate: no checkpoint in {args.evaluate}")
         evaluate(args.evaluate, args.threads, args.eval_seeds)
         return
-    for name in ("custom_voices", "whisper_share", "quiet_share", "corrupt", "long_share"):
+    for name in ("custom_voices", "whisper_share", "quiet_share", "corrupt", "long_share", "sentence_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.easy_steps < 0 or args.steps < 1:
@@ -679,22 +721,25 @@ def main() -> None:
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    synthesizer = Synthesizer(bank, rng, args.quiet_share, args.speed_perturb, args.long_share)
-    batcher = Batcher(proc, synthesizer, rng, args.bucket)
+    synthesizer = Synthesizer(
+        bank, rng, args.quiet_share, args.speed_perturb, args.long_share, args.sentence_share
+    )
+    batcher = Batcher(proc, synthesizer, rng, args.bucket, args.align_eos)
     t0 = time.time()
     ema_lm = ema_ctc = ema_al = ema_wd = None
     for step in range(args.steps):
         synthesizer.easy = step < args.easy_steps
         b = batcher.batch(args.batch)
-        lm, ctc, al, wd = forward_losses(
-            model,
-            ctc_head,
-            b,
-            len(tok),
-            args.corrupt,
-            align_heads if args.align_weight else None,
-            word_head if args.word_weight else None,
-        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            lm, ctc, al, wd = forward_losses(
+                model,
+                ctc_head,
+                b,
+                len(tok),
+                args.corrupt,
+                align_heads if args.align_weight else None,
+                word_head if args.word_weight else None,
+            )
         loss = lm + 0.5 * ctc + args.align_weight * al + args.word_weight * wd
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -94,6 +94,30 @@ def test_targets_follow_the_words_across_windows(train, cjk):
     assert spoken == words
 
 
+@pytest.mark.parametrize("cjk", [False, True])
+def test_end_of_text_query_looks_at_the_trailing_silence(train, cjk):
+    rng = np.random.default_rng(7)
+    words = synth.random_words(rng, 5, cjk)
+    u = synth.word_utterance(words, synth.Voice("cmn" if cjk else "en", "f3", 160, 50), rng)
+    tail = np.zeros(int(0.8 * synth.SAMPLE_RATE), np.float32)
+    audio = np.concatenate([u.audio, tail])
+    pairs, counts = _windows(audio, [])
+    head, answer_start = 4, 4 + sum(counts) + 12
+    text = synth.join_words(words, cjk)
+    args = (0, text, u.spans, pairs, counts, head, answer_start, len(text) + 1)
+    plain = train.alignment_targets(*args)
+    with_eos = train.alignment_targets(*args, eos=True)
+    assert with_eos[:-1] == plain  # the characters' targets are unchanged, one more at the end
+    _, q, lo, hi = with_eos[-1]
+    assert q == answer_start + len(text) - 1  # the position whose logits predict the end of text
+    assert hi - head == sum(counts) - 1  # up to the last audio token
+    s0, s1 = u.spans[-1]
+    assert s0 <= (lo - head) * train.TOKEN_SAMPLES < s1  # starts on the last word's last token
+    energy = _token_energy(audio, pairs, counts, train)
+    keys = energy[lo - head : hi + 1 - head]
+    assert (keys[2:] < 0.01 * energy.max()).all() and len(keys) > 6  # then the trailing silence
+
+
 def test_sentences_rendered_in_one_piece_get_no_word_targets(train):
     rng = np.random.default_rng(2)
     words = synth.random_words(rng, 4, False)
