@@ -29,6 +29,8 @@ import json
 import math
 import multiprocessing as mp
 import pickle
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -522,6 +524,26 @@ def forward_losses(
     return lm_loss, ctc, align, words
 
 
+def prefetched(make, n: int, depth: int = 2):
+    """``make(0) … make(n - 1)``, built in order by a background thread while the caller trains
+    (the synthesiser's numpy, soxr and the feature extractor's FFTs leave the GIL to torch)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+
+    def work() -> None:
+        try:
+            for i in range(n):
+                q.put((make(i), None))
+        except BaseException as e:  # handed to the training loop, raised there
+            q.put((None, e))
+
+    threading.Thread(target=work, daemon=True, name="batches").start()
+    for _ in range(n):
+        item, error = q.get()
+        if error is not None:
+            raise error
+        yield item
+
+
 def seed_list(value: str) -> tuple[int, ...]:
     """``--eval-seeds``: comma-separated integers."""
     try:
@@ -541,6 +563,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
     ap.add_argument("--corrupt", type=float, default=0.2, help="share of teacher-forced characters replaced")
+    ap.add_argument(
+        "--corrupt-end",
+        type=float,
+        default=None,
+        help="share of teacher-forced characters replaced at the last step, linear from --corrupt (default: --corrupt)",
+    )
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--save-every", type=int, default=300, help="steps between intermediate checkpoints")
     ap.add_argument(
@@ -623,6 +651,12 @@ def main() -> None:
         default=True,
         help="bfloat16 autocast for the forward pass (weights and optimiser stay float32)",
     )
+    ap.add_argument(
+        "--prefetch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="build the next batches in a background thread while the model trains",
+    )
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -646,8 +680,10 @@ def main() -> None:
             ap.error(f"--evaluate: no checkpoint in {args.evaluate}")
         evaluate(args.evaluate, args.threads, args.eval_seeds)
         return
-    for name in ("custom_voices", "whisper_share", "quiet_share", "corrupt", "long_share", "sentence_share"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
+    for name in (
+        "custom_voices", "whisper_share", "quiet_share", "corrupt", "corrupt_end", "long_share", "sentence_share"
+    ):
+        if getattr(args, name) is not None and not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.easy_steps < 0 or args.steps < 1:
         ap.error("--steps must be at least 1 and --easy-steps at least 0")
@@ -721,22 +757,31 @@ def main() -> None:
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    corrupt_end = args.corrupt if args.corrupt_end is None else args.corrupt_end
+
+    def corrupt_at(step: int) -> float:
+        """Corrupted share of teacher forcing: from --corrupt at the start to --corrupt-end."""
+        return args.corrupt + (corrupt_end - args.corrupt) * step / max(1, args.steps - 1)
+
     synthesizer = Synthesizer(
         bank, rng, args.quiet_share, args.speed_perturb, args.long_share, args.sentence_share
     )
     batcher = Batcher(proc, synthesizer, rng, args.bucket, args.align_eos)
     t0 = time.time()
     ema_lm = ema_ctc = ema_al = ema_wd = None
-    for step in range(args.steps):
+    def make_batch(step: int) -> dict:
         synthesizer.easy = step < args.easy_steps
-        b = batcher.batch(args.batch)
+        return batcher.batch(args.batch)
+
+    batches = prefetched(make_batch, args.steps) if args.prefetch else map(make_batch, range(args.steps))
+    for step, b in enumerate(batches):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             lm, ctc, al, wd = forward_losses(
                 model,
                 ctc_head,
                 b,
                 len(tok),
-                args.corrupt,
+                corrupt_at(step),
                 align_heads if args.align_weight else None,
                 word_head if args.word_weight else None,
             )
