@@ -307,19 +307,22 @@ def write_wav(path: str | os.PathLike[str], audio: np.ndarray, rate: int = SAMPL
 HELDOUT_KINDS = ("plain", "whisper", "quiet", "multiwindow", "cjk", "empty")
 
 
-def demo_heldout_set(seed: int = 2024) -> list[tuple[str, np.ndarray, str]]:
+def demo_heldout_set(seed: int = 2024, voices: list[Voice | None] | None = None) -> list[tuple[str, np.ndarray, str]]:
     """The demo model's held-out test set: ``(kind, audio, reference)`` from voices never trained on.
 
     Kinds: plain (-35..-20 dBFS, light noise), whisper (``whisperf``), quiet (-40 dBFS),
     multiwindow (14-22 words), cjk (Mandarin and Cantonese digits), empty (silence or noise alone).
+    ``voices``, when given, gets each item's voice appended (``None`` for the empty ones).
     """
     rng = np.random.default_rng(seed)
     items: list[tuple[str, np.ndarray, str]] = []
+    speakers: list[Voice | None] = []
 
     def utt(n_words: int, level: float, whisper: bool = False, lang: str = "en") -> tuple[np.ndarray, str]:
         voice = random_voice(rng, heldout=True, lang=lang)
         if whisper:
             voice = Voice(voice.lang, "whisperf", voice.speed, voice.pitch)
+        speakers.append(voice)
         u = word_utterance(random_words(rng, n_words, lang != "en"), voice, rng)
         a = set_level(u.audio, level)
         a = add_noise(a, level, float(rng.uniform(20, 35)), str(rng.choice(["white", "pink"])), rng)
@@ -341,4 +344,6 @@ def demo_heldout_set(seed: int = 2024) -> list[tuple[str, np.ndarray, str]]:
         for level in (-60.0, -45.0):
             items.append(("empty", noise(kind, 3 * SAMPLE_RATE, rng) * 10 ** (level / 20), ""))
     items.append(("empty", np.zeros(2 * SAMPLE_RATE, np.float32), ""))
+    if voices is not None:
+        voices += speakers + [None] * (len(items) - len(speakers))  # the empty items come last
     return items

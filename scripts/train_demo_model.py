@@ -645,6 +645,7 @@ def main() -> None:
     ap.add_argument(
         "--evaluate", type=Path, default=None, metavar="CHECKPOINT", help="only score CHECKPOINT, no training"
     )
+    ap.add_argument("--by-voice", action="store_true", help="with --evaluate: the CER of each held-out voice too")
     args = ap.parse_args()
     try:
         import jiwer  # noqa: F401  (the held-out table at the end, and --evaluate)
@@ -653,7 +654,7 @@ def main() -> None:
     if args.evaluate:
         if not (args.evaluate / "config.json").exists():
             ap.error(f"--evaluate: no checkpoint in {args.evaluate}")
-        evaluate(args.evaluate, args.threads, args.eval_seeds)
+        evaluate(args.evaluate, args.threads, args.eval_seeds, args.by_voice)
         return
     for name in (
         "custom_voices", "whisper_share", "quiet_share", "corrupt", "corrupt_end", "long_share", "sentence_share"
@@ -779,15 +780,19 @@ def main() -> None:
     evaluate(args.out, args.threads, args.eval_seeds)
 
 
-def evaluate(path: Path, threads: int, seeds: tuple[int, ...] = (2024,)) -> dict[str, float]:
+def evaluate(
+    path: Path, threads: int, seeds: tuple[int, ...] = (2024,), by_voice: bool = False
+) -> dict[str, float]:
     """Print the held-out table for ``path``: the CI test's set (``synth.demo_heldout_set``,
-    seed 2024), or the sets of ``seeds`` pooled."""
+    seed 2024), or the sets of ``seeds`` pooled; with ``by_voice`` also the CER of each
+    held-out voice (base and variant), worst first."""
     import jiwer
 
     from glmasr_live.asr.engine import AsrEngine, EngineSettings
 
     engine = AsrEngine(EngineSettings(model=str(path), device="cpu", warmup=False, threads=threads))
-    items = [item for seed in seeds for item in synth.demo_heldout_set(seed)]
+    voices: list[synth.Voice | None] = []
+    items = [item for seed in seeds for item in synth.demo_heldout_set(seed, voices)]
     results = []
     for i in range(0, len(items), 8):
         chunk = items[i : i + 8]
@@ -804,6 +809,15 @@ def evaluate(path: Path, threads: int, seeds: tuple[int, ...] = (2024,)) -> dict
     table["overall"] = float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
     name = "held-out CER" + (f" (seeds {', '.join(map(str, seeds))})" if seeds != (2024,) else "")
     print(f"{name}: " + "  ".join(f"{k} {v:.3f}" for k, v in table.items()), flush=True)
+    if by_voice:
+        per: dict[str, list[tuple[str, str]]] = {}
+        for (_, r, h), v in zip(results, voices, strict=True):
+            if v is not None:
+                per.setdefault(f"{v.lang}+{v.variant}" if v.variant else v.lang, []).append((r, h))
+        rates = {k: float(jiwer.cer([r for r, _ in p], [h for _, h in p])) for k, p in per.items()}
+        for key in sorted(rates, key=lambda k: -rates[k]):
+            chars = sum(len(r) for r, _ in per[key])
+            print(f"  {key:28s} {rates[key]:.3f}  ({len(per[key])} utterances, {chars} characters)")
     return table
 
 

@@ -48,6 +48,19 @@ def test_multiwindow_items_really_span_windows(demo_engine, heldout):
     assert all(len(a) > win for kind, a, _ in heldout if kind == "multiwindow")
 
 
+def test_heldout_voices_are_recorded_and_never_trained_on(heldout):
+    voices: list = []
+    again = synth.demo_heldout_set(2024, voices)
+    assert [(k, r) for k, _, r in again] == [(k, r) for k, _, r in heldout]  # the same set
+    assert len(voices) == len(heldout)
+    for (kind, _, _), voice in zip(heldout, voices, strict=True):
+        assert (voice is None) == (kind == "empty")
+        if voice is not None:
+            assert voice.variant in synth.HELDOUT_VARIANTS, voice
+            assert voice.lang in (*synth.HELDOUT_EN_BASES, "cmn", "yue"), voice
+            assert (voice.variant == "whisperf") >= (kind == "whisper")
+
+
 @pytest.mark.parametrize(
     ("kind", "limit"),
     # measured (stage 8): plain 0.0 %, whisper 7.7 %, quiet (-40 dBFS) 1.9 %, multiwindow 2.6 %,
