@@ -343,7 +343,9 @@ def demo_heldout_set(seed: int = 2024, voices: list[Voice | None] | None = None)
     for kind in ("white", "pink", "brown"):
         for level in (-60.0, -45.0):
             items.append(("empty", noise(kind, 3 * SAMPLE_RATE, rng) * 10 ** (level / 20), ""))
+            speakers.append(None)
     items.append(("empty", np.zeros(2 * SAMPLE_RATE, np.float32), ""))
+    speakers.append(None)
     if voices is not None:
-        voices += speakers + [None] * (len(items) - len(speakers))  # the empty items come last
+        voices += speakers
     return items

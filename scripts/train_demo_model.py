@@ -525,6 +525,17 @@ def forward_losses(
     return lm_loss, ctc, align, words
 
 
+def share(value: str) -> float:
+    """A share of the data or of the steps: a number from 0 to 1 (``--corrupt``, ``--long-share`` …)."""
+    try:
+        x = float(value)
+    except ValueError:
+        x = math.nan
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}")
+    return x
+
+
 def seed_list(value: str) -> tuple[int, ...]:
     """``--eval-seeds``: comma-separated integers."""
     try:
@@ -543,10 +554,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small voice bank (smoke test)")
-    ap.add_argument("--corrupt", type=float, default=0.2, help="share of teacher-forced characters replaced")
+    ap.add_argument("--corrupt", type=share, default=0.2, help="share of teacher-forced characters replaced")
     ap.add_argument(
         "--corrupt-end",
-        type=float,
+        type=share,
         default=0.05,
         help="share of teacher-forced characters replaced at the last step, linear from --corrupt",
     )
@@ -560,15 +571,15 @@ def main() -> None:
     )
     ap.add_argument(
         "--custom-voices",
-        type=float,
+        type=share,
         default=0.6,
         help="share of random custom espeak-ng speakers in the bank",
     )
     ap.add_argument(
-        "--whisper-share", type=float, default=0.5, help="share of the custom speakers that whisper"
+        "--whisper-share", type=share, default=0.5, help="share of the custom speakers that whisper"
     )
     ap.add_argument(
-        "--quiet-share", type=float, default=0.4, help="extra share of utterances at -50..-36 dBFS"
+        "--quiet-share", type=share, default=0.4, help="extra share of utterances at -50..-36 dBFS"
     )
     ap.add_argument(
         "--easy-steps",
@@ -609,11 +620,11 @@ def main() -> None:
         help="resample each clip by a random factor within 1 +- this (0: off)",
     )
     ap.add_argument(
-        "--long-share", type=float, default=0.4, help="share of word clips of 5-14 s (the rest 0.6-5 s)"
+        "--long-share", type=share, default=0.4, help="share of word clips of 5-14 s (the rest 0.6-5 s)"
     )
     ap.add_argument(
         "--sentence-share",
-        type=float,
+        type=share,
         default=0.15,
         help="share of speech clips that are whole sentences (no word spans: no alignment or word targets)",
     )
@@ -645,7 +656,9 @@ def main() -> None:
     ap.add_argument(
         "--evaluate", type=Path, default=None, metavar="CHECKPOINT", help="only score CHECKPOINT, no training"
     )
-    ap.add_argument("--by-voice", action="store_true", help="with --evaluate: the CER of each held-out voice too")
+    ap.add_argument(
+        "--by-voice", action="store_true", help="the held-out table (or --evaluate) lists the CER of each voice too"
+    )
     args = ap.parse_args()
     try:
         import jiwer  # noqa: F401  (the held-out table at the end, and --evaluate)
@@ -656,11 +669,6 @@ def main() -> None:
             ap.error(f"--evaluate: no checkpoint in {args.evaluate}")
         evaluate(args.evaluate, args.threads, args.eval_seeds, args.by_voice)
         return
-    for name in (
-        "custom_voices", "whisper_share", "quiet_share", "corrupt", "corrupt_end", "long_share", "sentence_share"
-    ):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            ap.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.easy_steps < 0 or args.steps < 1:
         ap.error("--steps must be at least 1 and --easy-steps at least 0")
     if min(args.batch, args.save_every, args.threads) < 1:
@@ -777,7 +785,7 @@ def main() -> None:
             save(model, proc, args.out, {"steps": step, "seed": args.seed})
     save(model, proc, args.out, {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr})
     print(f"saved to {args.out} after {(time.time() - t0) / 60:.1f} min", flush=True)
-    evaluate(args.out, args.threads, args.eval_seeds)
+    evaluate(args.out, args.threads, args.eval_seeds, args.by_voice)
 
 
 def evaluate(
