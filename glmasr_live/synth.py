@@ -132,9 +132,15 @@ def _custom_data_dir(variant: str, spec: str) -> str:
     return root
 
 
-def random_variant_voice(rng: np.random.Generator, lang: str = "en", whisper: bool = False) -> Voice:
+def random_variant_voice(
+    rng: np.random.Generator, lang: str = "en", whisper: bool = False, wide: bool = False
+) -> Voice:
     """A random synthetic speaker: a custom espeak-ng variant (vocal-tract scale, pitch, voice
-    quality; whispered when ``whisper``), so training sees far more speakers than the built-ins."""
+    quality; whispered when ``whisper``), so training sees far more speakers than the built-ins.
+
+    ``wide`` also varies what the narrow speakers never do: formant strengths over a wider
+    range, the voicing level (breathy, weakly voiced speakers), consonant loudness and the
+    spectral tilt (``tone``). With ``wide`` off the random draws are exactly the narrow ones."""
     female = bool(rng.random() < 0.5)
     base = rng.uniform(150, 230) if female else rng.uniform(70, 135)
     scale = rng.uniform(1.0, 1.2) if female else rng.uniform(0.86, 1.06)
@@ -146,7 +152,8 @@ def random_variant_voice(rng: np.random.Generator, lang: str = "en", whisper: bo
     ]
     for k in range(9):
         freq = int(100 * scale * rng.uniform(0.94, 1.06))
-        lines.append(f"formant {k} {freq} {int(rng.uniform(70, 130))} {int(rng.uniform(80, 160))}")
+        lo, hi = ((50, 210) if k < 6 else (0, 130)) if wide else (70, 130)
+        lines.append(f"formant {k} {freq} {int(rng.uniform(lo, hi))} {int(rng.uniform(80, 160))}")
     lines.append(f"flutter {int(rng.uniform(0, 30))}")
     lines.append(f"roughness {int(rng.integers(0, 6))}")
     if whisper:
@@ -160,10 +167,27 @@ def random_variant_voice(rng: np.random.Generator, lang: str = "en", whisper: bo
         lines.append(f"breath {int(rng.uniform(10, 40))} {int(rng.uniform(10, 30))}")
     elif rng.random() < 0.3:
         lines.append(f"klatt {int(rng.integers(1, 7))}")
+    if wide:
+        lines += _wide_quality(rng, whisper)
     spec = "\n".join(lines) + "\n"
     tag = hashlib.sha1(spec.encode()).hexdigest()[:8]
     name = (CUSTOM_WHISPER_PREFIX if whisper else CUSTOM_PREFIX + "v") + tag
     return Voice(lang, name, int(rng.integers(120, 200)), int(rng.integers(25, 75)), spec)
+
+
+def _wide_quality(rng: np.random.Generator, whisper: bool) -> list[str]:
+    """Voice-quality lines of a ``wide`` random speaker: each axis drawn for about half of them."""
+    lines = []
+    if not whisper and rng.random() < 0.5:
+        lines.append(f"voicing {int(rng.uniform(25, 100))}")
+    if rng.random() < 0.5:
+        lines.append(f"consonants {int(rng.uniform(40, 140))} {int(rng.uniform(30, 130))}")
+    if rng.random() < 0.6:
+        # spectral tilt: a gain (percent) at each of five frequencies, from bass-heavy to thin
+        freqs = (100, 600, 1200, 2000, 3000)
+        gains = [int(rng.uniform(10, 255)) for _ in freqs]
+        lines.append("tone " + " ".join(f"{f} {g}" for f, g in zip(freqs, gains, strict=True)))
+    return lines
 
 
 def _espeak_command(exe: str, voice: Voice, path: str, text: str) -> list[str]:

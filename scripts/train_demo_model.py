@@ -76,12 +76,19 @@ def _render_job(args: tuple[str, synth.Voice]) -> tuple[str, synth.Voice, np.nda
 
 
 def _voice(
-    rng: np.random.Generator, lang: str, extended: bool, custom: float, whisper_share: float = 0.3
+    rng: np.random.Generator,
+    lang: str,
+    extended: bool,
+    custom: float,
+    whisper_share: float = 0.3,
+    wide: bool = False,
 ) -> synth.Voice:
     """A built-in training voice or, for a share ``custom``, a random custom espeak-ng speaker
-    (vocal tract, pitch, voice quality; ``whisper_share`` of them whispering)."""
+    (vocal tract, pitch, voice quality; ``whisper_share`` of them whispering; ``wide``: also
+    formant strengths, voicing level, consonant loudness and spectral tilt)."""
     if custom and rng.random() < custom:
-        return synth.random_variant_voice(rng, lang, whisper=bool(rng.random() < whisper_share))
+        whisper = bool(rng.random() < whisper_share)
+        return synth.random_variant_voice(rng, lang, whisper=whisper, wide=wide)
     return synth.random_voice(rng, lang=lang, extended=extended)
 
 
@@ -93,11 +100,12 @@ def render_bank(
     extended: bool = False,
     custom: float = 0.0,
     whisper_share: float = 0.3,
+    wide: bool = False,
 ):
     """Render every vocabulary word for a set of random training voices, plus whole sentences."""
-    voices_en = [_voice(rng, "en", extended, custom, whisper_share) for _ in range(n_en_voices)]
+    voices_en = [_voice(rng, "en", extended, custom, whisper_share, wide) for _ in range(n_en_voices)]
     voices_cjk = [
-        _voice(rng, lang, extended, custom, whisper_share)
+        _voice(rng, lang, extended, custom, whisper_share, wide)
         for lang in ("cmn", "yue")
         for _ in range(n_cjk_voices)
     ]
@@ -579,6 +587,12 @@ def main() -> None:
         "--whisper-share", type=share, default=0.5, help="share of the custom speakers that whisper"
     )
     ap.add_argument(
+        "--wide-voices",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="custom speakers also vary formant strengths, voicing level, consonants and tilt",
+    )
+    ap.add_argument(
         "--quiet-share", type=share, default=0.4, help="extra share of utterances at -50..-36 dBFS"
     )
     ap.add_argument(
@@ -696,7 +710,10 @@ def main() -> None:
     n_en = 8 if args.quick else args.en_voices or (160 if args.more_voices else 90)
     n_cjk = 2 if args.quick else args.cjk_voices or (24 if args.more_voices else 10)
     n_sentences = 50 if args.quick else args.sentences
-    recipe = (args.seed, n_en, n_cjk, n_sentences, args.more_voices, args.custom_voices, args.whisper_share)
+    recipe = (
+        args.seed, n_en, n_cjk, n_sentences, args.more_voices, args.custom_voices, args.whisper_share,
+        args.wide_voices,
+    )
     if args.bank_cache and args.bank_cache.exists():
         try:
             with args.bank_cache.open("rb") as f:
