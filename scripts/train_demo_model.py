@@ -570,6 +570,12 @@ def main() -> None:
         help="share of teacher-forced characters replaced at the last step, linear from --corrupt",
     )
     ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument(
+        "--average-from",
+        type=share,
+        default=1.0,
+        help="save the mean of the weights from this share of the steps on (1: the last step's)",
+    )
     ap.add_argument("--save-every", type=int, default=300, help="steps between intermediate checkpoints")
     ap.add_argument(
         "--more-voices",
@@ -768,6 +774,7 @@ def main() -> None:
     batcher = Batcher(proc, synthesizer, rng, args.bucket, args.align_eos)
     t0 = time.time()
     ema_lm = ema_ctc = ema_al = ema_wd = None
+    average = WeightAverage(model, int(args.steps * args.average_from)) if args.average_from < 1 else None
     for step in range(args.steps):
         synthesizer.easy = step < args.easy_steps
         b = batcher.batch(args.batch)
@@ -787,6 +794,8 @@ def main() -> None:
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
+        if average:
+            average.update(step)
         ema_lm = lm.item() if ema_lm is None else 0.98 * ema_lm + 0.02 * lm.item()
         ema_ctc = ctc.item() if ema_ctc is None else 0.98 * ema_ctc + 0.02 * ctc.item()
         ema_al = al.item() if ema_al is None else 0.98 * ema_al + 0.02 * al.item()
@@ -800,7 +809,12 @@ def main() -> None:
             )
         if step and step % args.save_every == 0:
             save(model, proc, args.out, {"steps": step, "seed": args.seed})
-    save(model, proc, args.out, {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr})
+    meta = {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr}
+    if average:
+        average.apply()
+        meta["averaged_from_step"] = average.start
+        print(f"weights: the mean of steps {average.start}-{args.steps - 1} ({average.count} steps)", flush=True)
+    save(model, proc, args.out, meta)
     print(f"saved to {args.out} after {(time.time() - t0) / 60:.1f} min", flush=True)
     evaluate(args.out, args.threads, args.eval_seeds, args.by_voice)
 
@@ -844,6 +858,31 @@ def evaluate(
             chars = sum(len(r) for r, _ in per[key])
             print(f"  {key:28s} {rates[key]:.3f}  ({len(per[key])} utterances, {chars} characters)")
     return table
+
+
+class WeightAverage:
+    """The running mean of the model's weights over the steps from ``start`` on (stochastic
+    weight averaging over the low-learning-rate end of the cosine schedule)."""
+
+    def __init__(self, model, start: int):
+        self.params = list(model.parameters())
+        self.start = start
+        self.count = 0
+        self.mean = [p.detach().clone() for p in self.params]
+
+    def update(self, step: int) -> None:
+        if step < self.start:
+            return
+        self.count += 1
+        with torch.no_grad():
+            for m, p in zip(self.mean, self.params, strict=True):
+                m.add_(p.detach() - m, alpha=1 / self.count)
+
+    def apply(self) -> None:
+        if self.count:
+            with torch.no_grad():
+                for m, p in zip(self.mean, self.params, strict=True):
+                    p.copy_(m)
 
 
 def save(model, proc, out: Path, meta: dict) -> None:

@@ -210,3 +210,23 @@ def test_wide_random_speakers_vary_voice_quality_and_keep_the_narrow_draws():
         freqs = np.fft.rfftfreq(2 * (len(spectrum) - 1), 1 / synth.SAMPLE_RATE)
         ratios.append(spectrum[freqs > 2000].sum() / spectrum[freqs < 1000].sum())
     assert ratios[1] > 4 * ratios[0]
+
+
+def test_weight_average_is_the_mean_of_the_weights_from_its_start_step(train):
+    """``--average-from``: the saved weights are the mean over the steps from the start on."""
+    import torch
+
+    tok = build_char_tokenizer()
+    model = train.build_tiny_model(tok, seed=0, **train.SIZES)
+    first = next(model.parameters())
+    average = train.WeightAverage(model, start=2)
+    seen = []
+    for step in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(float(step + 1))
+        seen.append(first.detach().clone())
+        average.update(step)
+    assert average.count == 3
+    average.apply()
+    assert torch.allclose(first, torch.stack(seen[2:]).mean(0), atol=1e-5)
