@@ -238,25 +238,46 @@ def set_level(x: np.ndarray, dbfs: float, active: np.ndarray | None = None) -> n
     return (x * gain).astype(np.float32)
 
 
-def noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-RMS stationary noise: ``white``, ``pink`` or ``brown``."""
-    w = rng.standard_normal(n)
+def fast_fft_length(n: int) -> int:
+    """The smallest length >= ``n`` whose only prime factors are 2, 3 and 5 (a fast FFT size)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def noise(kind: str, n: int, rng: np.random.Generator, fast: bool = False) -> np.ndarray:
+    """Unit-RMS stationary noise: ``white``, ``pink`` or ``brown``. ``fast``: colour a noise of
+    a fast FFT length and keep its first ``n`` samples (several times faster for lengths with
+    large prime factors; other random draws than without it)."""
+    m = fast_fft_length(n) if fast and kind != "white" else n
+    w = rng.standard_normal(m)
     if kind == "white":
         y = w
     else:
         spec = np.fft.rfft(w)
-        f = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
-        f[0] = f[1] if n > 1 else 1.0
+        f = np.fft.rfftfreq(m, 1 / SAMPLE_RATE)
+        f[0] = f[1] if m > 1 else 1.0
         spec = spec / (np.sqrt(f) if kind == "pink" else f)
-        y = np.fft.irfft(spec, n)
+        y = np.fft.irfft(spec, m)[:n]
     y = y - y.mean()
     return (y / max(float(np.sqrt(np.mean(y**2))), 1e-12)).astype(np.float32)
 
 
-def add_noise(x: np.ndarray, speech_dbfs: float, snr_db: float, kind: str, rng: np.random.Generator):
-    """Add ``kind`` noise at ``speech_dbfs - snr_db`` dBFS RMS."""
+def add_noise(
+    x: np.ndarray, speech_dbfs: float, snr_db: float, kind: str, rng: np.random.Generator, fast: bool = False
+):
+    """Add ``kind`` noise at ``speech_dbfs - snr_db`` dBFS RMS (``fast``: see ``noise``)."""
     level = 10 ** ((speech_dbfs - snr_db) / 20)
-    return (x + noise(kind, len(x), rng) * level).astype(np.float32)
+    return (x + noise(kind, len(x), rng, fast) * level).astype(np.float32)
 
 
 @dataclass

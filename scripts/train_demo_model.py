@@ -195,7 +195,7 @@ class Synthesizer:
             if rng.random() < 0.3:
                 return np.zeros(n, np.float32), "", []
             kind = str(rng.choice(["white", "pink", "brown"]))
-            return synth.noise(kind, n, rng) * 10 ** (rng.uniform(-70, -35) / 20), "", []
+            return synth.noise(kind, n, rng, fast=True) * 10 ** (rng.uniform(-70, -35) / 20), "", []
         clip = self._sentence_clip() if rng.random() < self.sentence_share else self._words_clip()
         if self.speed_perturb and not self.easy:
             clip = perturb_speed(clip, float(rng.uniform(1 - self.speed_perturb, 1 + self.speed_perturb)))
@@ -211,7 +211,7 @@ class Synthesizer:
         audio = synth.set_level(audio, level, active=speech)
         if rng.random() < 0.6:
             kind = str(rng.choice(["white", "pink", "brown"]))
-            audio = synth.add_noise(audio, level, rng.uniform(10, 35), kind, rng)
+            audio = synth.add_noise(audio, level, rng.uniform(10, 35), kind, rng, fast=True)
         return audio, clip.text, spans
 
 
@@ -456,21 +456,39 @@ def token_word_labels(
     return out
 
 
-def alignment_loss(attentions, align: list[tuple[int, int, int, int]], heads: list[tuple[int, int]]):
-    """-log of the attention mass that the guided heads put on the word being written."""
-    if not align:
-        return torch.zeros(())
-    t = torch.tensor(align)
-    rows, queries, lo, hi = t.unbind(1)
-    width = attentions[0].shape[-1]
-    keys = torch.arange(width)
+def length_groups(lengths: torch.Tensor, groups: int) -> list[torch.Tensor]:
+    """The batch's row indices sorted by length, in ``groups`` groups of (nearly) equal size."""
+    order = torch.argsort(lengths, stable=True)
+    return [g for g in torch.tensor_split(order, max(1, min(groups, len(order)))) if len(g)]
+
+
+def attention_mass(
+    attentions,
+    align: list[tuple[int, int, int, int]],
+    heads: list[tuple[int, int]],
+    rows: torch.Tensor,
+    n_rows: int,
+) -> torch.Tensor:
+    """The attention mass that each guided head puts on the word being written, for the
+    alignment targets of the batch rows ``rows`` (of ``n_rows``; ``attentions`` are those rows'
+    in that order): shape (heads, targets)."""
+    t = torch.tensor(align, dtype=torch.long).reshape(-1, 4)
+    local = torch.full((n_rows,), -1, dtype=torch.long)
+    local[rows] = torch.arange(len(rows))
+    t = t[local[t[:, 0]] >= 0]
+    row, queries, lo, hi = t.unbind(1)
+    keys = torch.arange(attentions[0].shape[-1])
     inside = (keys[None, :] >= lo[:, None]) & (keys[None, :] <= hi[:, None])
-    losses = []
-    for layer, head in heads:
-        probs = attentions[layer][rows, head, queries].float()  # (N, keys)
-        mass = (probs * inside).sum(-1)
-        losses.append(-torch.log(mass.clamp_min(1e-6)).mean())
-    return torch.stack(losses).mean()
+    out = [(attentions[layer][local[row], head, queries].float() * inside).sum(-1) for layer, head in heads]
+    return torch.stack(out) if out else torch.zeros(0, len(t))
+
+
+def alignment_loss(masses: list[torch.Tensor]) -> torch.Tensor:
+    """-log of the attention mass on the word being written: mean over targets, then heads."""
+    mass = torch.cat(masses, dim=1) if masses else torch.zeros(0, 0)
+    if mass.numel() == 0:
+        return torch.zeros(())
+    return -torch.log(mass.clamp_min(1e-6)).mean(dim=1).mean()
 
 
 def forward_losses(
@@ -481,6 +499,7 @@ def forward_losses(
     corrupt: float = 0.0,
     align_heads: list[tuple[int, int]] | None = None,
     word_head: nn.Linear | None = None,
+    lm_groups: int = 1,
 ):
     core = model.model
     n_windows = sum(len(idx) for idx, _, _ in b["groups"])
@@ -501,14 +520,29 @@ def forward_losses(
     emb = core.language_model.get_input_embeddings()(ids)
     place = (b["input_ids"] == model.config.audio_token_id).unsqueeze(-1).expand_as(emb)
     emb = emb.masked_scatter(place, audio_tokens.to(emb.dtype))
-    lm_out = core.language_model(
-        inputs_embeds=emb, attention_mask=b["attention_mask"], output_attentions=bool(align_heads)
-    )
-    logits = model.lm_head(lm_out.last_hidden_state)
-    align = alignment_loss(lm_out.attentions, b["align"], align_heads) if align_heads else torch.zeros(())
-    lm_loss = nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), b["labels"][:, 1:].reshape(-1), ignore_index=-100
-    )
+    # The LM runs on length groups (rows sorted by length, each group cut to its longest row):
+    # the same losses as one padded batch (right padding never reaches a causal query), less work.
+    lengths = b["attention_mask"].sum(-1)
+    labels = b["labels"]
+    ce_sum, masses = torch.zeros(()), []
+    for rows in length_groups(lengths, lm_groups):
+        width = int(lengths[rows].max())
+        lm_out = core.language_model(
+            inputs_embeds=emb[rows, :width],
+            attention_mask=b["attention_mask"][rows, :width],
+            output_attentions=bool(align_heads),
+        )
+        logits = model.lm_head(lm_out.last_hidden_state)
+        ce_sum = ce_sum + nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]),
+            labels[rows, 1:width].reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
+        )
+        if align_heads:
+            masses.append(attention_mass(lm_out.attentions, b["align"], align_heads, rows, len(lengths)))
+    lm_loss = ce_sum / (labels[:, 1:] != -100).sum().clamp_min(1)
+    align = alignment_loss(masses) if align_heads else torch.zeros(())
     # CTC over each sample's concatenated valid encoder frames
     seqs, lens, k = [], [], 0
     for n_w in b["per_sample"]:
@@ -531,6 +565,18 @@ def forward_losses(
     if word_head is not None and bool((b["word_labels"] != -100).any()):
         words = nn.functional.cross_entropy(word_head(audio_tokens), b["word_labels"], ignore_index=-100)
     return lm_loss, ctc, align, words
+
+
+def sdpa_float32(module, query, key, value, attention_mask=None, **kwargs):
+    """Scaled dot-product attention in float32 under bfloat16 autocast (registered for the
+    encoder as ``sdpa_fp32``): the CPU flash kernel runs faster in float32 at these head sizes."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    with torch.autocast("cpu", enabled=False):
+        out, weights = sdpa_attention_forward(
+            module, query.float(), key.float(), value.float(), attention_mask=attention_mask, **kwargs
+        )
+    return out.to(query.dtype), weights
 
 
 def share(value: str) -> float:
@@ -663,6 +709,12 @@ def main() -> None:
         default=True,
         help="bfloat16 autocast for the forward pass (weights and optimiser stay float32)",
     )
+    ap.add_argument(
+        "--lm-groups",
+        type=int,
+        default=2,
+        help="run the LM on this many groups of the batch's rows sorted by length (less padding)",
+    )
     ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
@@ -691,8 +743,8 @@ def main() -> None:
         return
     if args.easy_steps < 0 or args.steps < 1:
         ap.error("--steps must be at least 1 and --easy-steps at least 0")
-    if min(args.batch, args.save_every, args.threads) < 1:
-        ap.error("--batch, --save-every and --threads must be at least 1")
+    if min(args.batch, args.save_every, args.threads, args.lm_groups) < 1:
+        ap.error("--batch, --save-every, --threads and --lm-groups must be at least 1")
     if args.bucket < 0:
         ap.error("--bucket must be at least 0")
     if not 0.0 <= args.speed_perturb < 0.5:
@@ -749,6 +801,11 @@ def main() -> None:
         print(f"initialised {'encoder' if args.reinit_lm else 'model'} from {args.init_from}", flush=True)
     if args.align_weight:
         model.model.language_model.set_attn_implementation("eager")  # attention weights for the loss
+    if args.bf16:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register("sdpa_fp32", sdpa_float32)
+        model.model.audio_tower.set_attn_implementation("sdpa_fp32")
     model.train()
     ctc_head = nn.Linear(SIZES["audio_hidden"], len(tok) + 1)
     word_head = nn.Linear(SIZES["text_hidden"], len(WORD_CLASSES))  # training only, not saved
@@ -787,6 +844,7 @@ def main() -> None:
                 corrupt_at(step),
                 align_heads if args.align_weight else None,
                 word_head if args.word_weight else None,
+                args.lm_groups,
             )
         loss = lm + 0.5 * ctc + args.align_weight * al + args.word_weight * wd
         opt.zero_grad(set_to_none=True)

@@ -155,7 +155,8 @@ def test_speed_perturbation_moves_the_word_spans_with_the_audio(train):
 @pytest.mark.parametrize("bucket", [0, 6])
 def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucket):
     """A real training step's batch through the real model: every window's audio tokens fill the
-    prompt's placeholders, each gets a word label, and unpadded windows are encoded per bucket."""
+    prompt's placeholders, each gets a word label, unpadded windows are encoded per bucket, and
+    running the LM on length groups gives the losses of one padded batch."""
     import torch
     from torch import nn
 
@@ -169,7 +170,7 @@ def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucke
     ctc_head = nn.Linear(train.SIZES["audio_hidden"], len(tok) + 1)
     word_head = nn.Linear(train.SIZES["text_hidden"], len(train.WORD_CLASSES))
     seen_unpadded = False
-    for _ in range(4):
+    for _ in range(8):
         b = batcher.batch(6)
         targets = [features.shape[-1] * proc.feature_extractor.hop_length for _, features, _ in b["groups"]]
         if targets != [batcher.win]:  # a padding "none" batch
@@ -183,8 +184,15 @@ def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucke
         n_tokens = int((b["input_ids"] == model.config.audio_token_id).sum())
         assert b["word_labels"].shape[0] == n_tokens
         assert (b["word_labels"] > 0).any() and (b["word_labels"] == 0).any()
-        losses = train.forward_losses(model, ctc_head, b, len(tok), 0.2, [(1, 0), (2, 0)], word_head)
+        per_groups = []
+        for groups in (1, 3):
+            torch.manual_seed(0)  # the same corrupted characters
+            per_groups.append(
+                train.forward_losses(model, ctc_head, b, len(tok), 0.2, [(1, 0), (2, 0)], word_head, groups)
+            )
+        losses, grouped = per_groups
         assert all(torch.isfinite(x) and x > 0 for x in losses), losses
+        assert torch.allclose(torch.stack(losses), torch.stack(grouped), rtol=1e-4), (losses, grouped)
     assert seen_unpadded
 
 
@@ -233,3 +241,33 @@ def test_weight_average_is_the_mean_of_the_weights_from_its_start_step(train):
     assert average.count == 3
     average.apply()
     assert torch.allclose(first, torch.stack(seen[2:]).mean(0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "brown"])
+def test_fast_noise_has_the_length_level_and_colour_of_the_exact_noise(kind):
+    """Training colours its noise at a fast FFT length (``fast=True``): same length, unit RMS
+    and spectral slope as the exact-length noise, for a length with a large prime factor."""
+    n = 2 * 80021  # 80021 is prime: the exact-length FFT falls back to its slowest algorithm
+    m = synth.fast_fft_length(n)
+    assert m >= n and all(m % p for p in (7, 11, 13)) and synth.fast_fft_length(m) == m
+    for k in range(n, m):
+        rest = k
+        for p in (2, 3, 5):
+            while rest % p == 0:
+                rest //= p
+        assert rest > 1, f"{k} is 5-smooth and smaller than {m}"
+
+    def slope(x: np.ndarray) -> float:
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        f = np.fft.rfftfreq(len(x), 1 / synth.SAMPLE_RATE)
+        bands = [(100, 200), (1600, 3200)]
+        power = [spec[(f >= a) & (f < b)].mean() for a, b in bands]
+        return 10 * np.log10(power[1] / power[0]) / 4  # power density: dB per octave, over 4
+
+    exact = synth.noise(kind, n, np.random.default_rng(1))
+    fast = synth.noise(kind, n, np.random.default_rng(1), fast=True)
+    assert len(fast) == n and fast.dtype == np.float32
+    assert abs(float(np.sqrt(np.mean(fast.astype(np.float64) ** 2))) - 1) < 1e-3
+    assert abs(slope(fast) - slope(exact)) < 0.5, (slope(fast), slope(exact))
+    expected = {"white": 0.0, "pink": -3.0, "brown": -6.0}[kind]
+    assert abs(slope(fast) - expected) < 0.7
