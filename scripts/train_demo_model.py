@@ -21,7 +21,10 @@ prior first and ignores the audio for thousands of steps; so most clips are word
 at a time (``--sentence-share``: the rest are sentences rendered in one piece). Also baked in: a
 CTC head on the encoder output; 20 % of the teacher-forced characters replaced by random ones,
 annealed to 5 % (``--corrupt-end``); bfloat16 autocast; the prompt masked out of the loss;
-silence and noise alone taught to give an empty transcript.
+silence and noise alone taught to give an empty transcript. And a step costs less: the encoder's
+attention runs in float32 (the CPU flash kernel is faster so at these head sizes), the LM runs on
+groups of the batch's rows sorted by length (``--lm-groups``), and the noise is coloured at a
+fast FFT length.
 Seeded: the same arguments give the same checkpoint on the same machine and library versions.
 """
 
