@@ -582,6 +582,15 @@ def sdpa_float32(module, query, key, value, attention_mask=None, **kwargs):
     return out.to(query.dtype), weights
 
 
+def use_float32_encoder_attention(model) -> None:
+    """Train with the encoder's attention in float32 (``sdpa_float32``); the saved config keeps
+    the default implementation, so the checkpoint loads as any other."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("sdpa_fp32", sdpa_float32)
+    model.model.audio_tower.set_attn_implementation("sdpa_fp32")
+
+
 def share(value: str) -> float:
     """A share of the data or of the steps: a number from 0 to 1 (``--corrupt``, ``--long-share`` …)."""
     try:
@@ -805,10 +814,7 @@ def main() -> None:
     if args.align_weight:
         model.model.language_model.set_attn_implementation("eager")  # attention weights for the loss
     if args.bf16:
-        from transformers import AttentionInterface
-
-        AttentionInterface.register("sdpa_fp32", sdpa_float32)
-        model.model.audio_tower.set_attn_implementation("sdpa_fp32")
+        use_float32_encoder_attention(model)
     model.train()
     ctc_head = nn.Linear(SIZES["audio_hidden"], len(tok) + 1)
     word_head = nn.Linear(SIZES["text_hidden"], len(WORD_CLASSES))  # training only, not saved

@@ -267,7 +267,34 @@ def test_fast_noise_has_the_length_level_and_colour_of_the_exact_noise(kind):
     exact = synth.noise(kind, n, np.random.default_rng(1))
     fast = synth.noise(kind, n, np.random.default_rng(1), fast=True)
     assert len(fast) == n and fast.dtype == np.float32
+    assert np.array_equal(fast, exact) == (kind == "white")  # white noise needs no FFT
     assert abs(float(np.sqrt(np.mean(fast.astype(np.float64) ** 2))) - 1) < 1e-3
     assert abs(slope(fast) - slope(exact)) < 0.5, (slope(fast), slope(exact))
     expected = {"white": 0.0, "pink": -3.0, "brown": -6.0}[kind]
     assert abs(slope(fast) - expected) < 0.7
+
+
+def test_float32_encoder_attention_matches_the_default_and_is_not_saved(train, tmp_path):
+    """Training runs the encoder's attention in float32 under bfloat16 autocast: the encoder's
+    output stays that of the default attention (to bfloat16 precision), and a checkpoint saved
+    from the model loads with the default implementation."""
+    import torch
+    from transformers import GlmAsrForConditionalGeneration
+
+    tok = build_char_tokenizer()
+    model = train.build_tiny_model(tok, seed=0, **train.SIZES).eval()
+    features = torch.randn(3, 128, 600)
+    with torch.no_grad():
+        reference = model.model.audio_tower(features).last_hidden_state
+        train.use_float32_encoder_attention(model)
+        assert model.model.audio_tower.config._attn_implementation == "sdpa_fp32"
+        same = model.model.audio_tower(features).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model.model.audio_tower(features).last_hidden_state.float()
+    assert torch.allclose(same, reference, atol=1e-5)
+    assert torch.isfinite(mixed).all()
+    assert (mixed - reference).abs().mean() < 0.05 * reference.abs().mean()
+    model.save_pretrained(tmp_path)
+    assert "sdpa_fp32" not in (tmp_path / "config.json").read_text()
+    loaded = GlmAsrForConditionalGeneration.from_pretrained(tmp_path)
+    assert loaded.model.audio_tower.config._attn_implementation != "sdpa_fp32"
