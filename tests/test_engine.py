@@ -75,3 +75,25 @@ def test_engine_guard_removes_runaway_output(tiny_engine_factory):
     out = engine.transcribe([_speechlike(4.0, 0)])[0]
     assert out.loop_removed
     assert len(out.token_ids) < 16
+
+
+def test_processor_windows_are_whole_audio_tokens_and_the_engine_reads_the_hop():
+    """An audio token is 8 mel frames; a window that is not a whole number of them is refused,
+    and the engine takes the hop from the processor (the demo model's may differ from 160)."""
+    from glmasr_live.asr.engine import AsrEngine, EngineSettings
+    from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model
+
+    tok = build_char_tokenizer()
+    for chunk, hop in ((5, 160), (6, 320)):
+        with pytest.raises(ValueError, match="whole number of audio tokens"):
+            build_processor(tok, chunk_length=chunk, hop_length=hop)
+    proc = build_processor(tok, chunk_length=6, hop_length=240)
+    engine = AsrEngine(
+        EngineSettings(model="t", device="cpu", warmup=False),
+        model=build_tiny_model(tok, seed=0),
+        processor=proc,
+    )
+    assert engine.hop == 240 and engine.window_samples == 6 * 16000
+    inputs = proc.apply_transcription_request([np.zeros(6 * 16000 + 2 * 8 * 240, np.float32)])
+    assert inputs["input_features"].shape[-1] == 6 * 16000 // 240  # 400 frames a window
+    assert int((inputs["input_ids"] == engine.audio_token_id).sum()) == 50 + 2  # a window, then 2 tokens

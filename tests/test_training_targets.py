@@ -152,21 +152,23 @@ def test_speed_perturbation_moves_the_word_spans_with_the_audio(train):
             assert np.abs(gap).max() < 0.05 * np.abs(fast.audio).max()
 
 
-@pytest.mark.parametrize("bucket", [0, 6])
-def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucket):
+@pytest.mark.parametrize(("bucket", "hop"), [(0, 160), (6, 160), (6, 240)])
+def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucket, hop):
     """A real training step's batch through the real model: every window's audio tokens fill the
     prompt's placeholders, each gets a word label, unpadded windows are encoded per bucket, and
-    running the LM on length groups gives the losses of one padded batch."""
+    running the LM on length groups gives the losses of one padded batch; at the real model's
+    mel hop (160 samples) and at the demo model's coarser one (``--hop 240``)."""
     import torch
     from torch import nn
 
     rng = np.random.default_rng(3)
     bank = train.render_bank(rng, 2, 1, 4)
     tok = build_char_tokenizer()
-    proc = build_processor(tok, chunk_length=train.CHUNK_S)
+    proc = build_processor(tok, chunk_length=train.CHUNK_S, hop_length=hop)
     model = train.build_tiny_model(tok, seed=0, **train.SIZES)
     model.model.language_model.set_attn_implementation("eager")
     batcher = train.Batcher(proc, train.Synthesizer(bank, rng, 0.3, 0.1, 0.5), rng, bucket)
+    assert batcher.unit == 8 * hop and batcher.win == train.CHUNK_S * synth.SAMPLE_RATE
     ctc_head = nn.Linear(train.SIZES["audio_hidden"], len(tok) + 1)
     word_head = nn.Linear(train.SIZES["text_hidden"], len(train.WORD_CLASSES))
     seen_unpadded = False
@@ -176,7 +178,7 @@ def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucke
         if targets != [batcher.win]:  # a padding "none" batch
             seen_unpadded = True
             if bucket:
-                step = bucket * train.TOKEN_SAMPLES
+                step = bucket * batcher.unit
                 assert len(targets) == len(set(targets))
                 assert all(t % step == 0 or t == batcher.win for t in targets)
             else:

@@ -78,19 +78,22 @@ def build_char_tokenizer(extra_chars: Iterable[str] = CJK_CHARS) -> PreTrainedTo
 
 
 def build_processor(
-    tokenizer: PreTrainedTokenizerFast | None = None, chunk_length: int = 30
+    tokenizer: PreTrainedTokenizerFast | None = None, chunk_length: int = 30, hop_length: int = 160
 ) -> GlmAsrProcessor:
     """A ``GlmAsrProcessor`` with a 128-bin Whisper front end and ``chunk_length``-second windows.
 
-    ``chunk_length`` must be an even number of seconds (the encoder merges 4 frames after a
-    stride-2 convolution, so a full window must hold a multiple of 8 mel frames).
+    A full window must hold a whole number of audio tokens: the encoder merges 4 frames after a
+    stride-2 convolution, so an audio token is 8 mel frames of ``hop_length`` samples (the real
+    model: 160 samples, 10 ms; with it ``chunk_length`` must be an even number of seconds).
     """
-    if chunk_length % 2:
-        raise ValueError("chunk_length must be an even number of seconds")
+    if hop_length < 1 or (chunk_length * 16000) % (8 * hop_length):
+        raise ValueError(
+            f"a {chunk_length} s window is not a whole number of audio tokens of 8 x {hop_length} samples"
+        )
     fe = WhisperFeatureExtractor(
         feature_size=128,
         sampling_rate=16000,
-        hop_length=160,
+        hop_length=hop_length,
         chunk_length=chunk_length,
         n_fft=400,
         return_attention_mask=True,
