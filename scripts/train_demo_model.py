@@ -1,6 +1,6 @@
 """Train the bundled demo model: a tiny GLM-ASR on synthetic espeak-ng speech (not run by CI).
 
-    python scripts/train_demo_model.py --out assets/demo-model            # one run, < 60 min on 2 CPU cores
+    python scripts/train_demo_model.py --out assets/demo-model            # one run, about 54 min on 2 CPU cores
     python scripts/train_demo_model.py --out /tmp/dm --steps 200 --quick   # smoke test
     python scripts/train_demo_model.py --evaluate assets/demo-model --eval-seeds 2024,2025,2026
 
