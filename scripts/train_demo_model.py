@@ -48,7 +48,7 @@ from torch import nn
 
 from glmasr_live import synth
 from glmasr_live.asr.blocks import audio_token_counts, window_features
-from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model
+from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model, window_token_samples
 from glmasr_live.events import SAMPLE_RATE
 
 CHUNK_S = 6  # demo window length (s): even, so a full window is a whole number of audio tokens
@@ -267,10 +267,8 @@ class Batcher:
         them all to the longest window of the batch."""
         self.proc = processor
         self.fe = processor.feature_extractor
-        self.unit = 8 * int(self.fe.hop_length)  # one audio token: 8 mel frames
+        self.unit = window_token_samples(int(self.fe.chunk_length), int(self.fe.hop_length))  # one audio token
         self.win = int(self.fe.chunk_length) * SAMPLE_RATE
-        if self.win % self.unit:
-            raise ValueError(f"a window of {self.win} samples is not a whole number of {self.unit}-sample tokens")
         self.tok = processor.tokenizer
         self.syn = synthesizer
         self.rng = rng
@@ -335,7 +333,7 @@ class Batcher:
                 eos=self.align_eos,
                 token_samples=self.unit,
             )
-            word_labels += token_word_labels(text, span_lists[i], cut_lists[i], counts, self.unit)
+            word_labels += token_word_labels(text, span_lists[i], cut_lists[i], counts, token_samples=self.unit)
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad)
         lab = torch.full((len(seqs), width), -100)
@@ -358,9 +356,6 @@ class Batcher:
         )
 
 
-TOKEN_SAMPLES = 1280  # one audio token at the default hop: 8 mel frames of 160 samples (conv stride 2, then a 4-frame merge)
-
-
 def transcript_words(text: str) -> tuple[list[str], bool]:
     """The words of a transcript made by ``synth.join_words`` (CJK: one per character), and
     whether it is CJK (no separators between words)."""
@@ -377,15 +372,17 @@ def alignment_targets(
     audio_start: int,
     answer_start: int,
     answer_len: int,
+    *,
+    token_samples: int,
     margin: int = 1,
     eos: bool = False,
-    token_samples: int = TOKEN_SAMPLES,
 ) -> list[tuple[int, int, int, int]]:
     """Where the LM should look while it writes each word: ``(row, query position, first key,
     last key)`` — the query is the position whose logits predict a character of the word (or the
     separator after it), the keys are the audio tokens of that word's samples (± ``margin``).
     With ``eos`` the query that predicts the end of text looks past the last word: from its last
-    audio token to the end of the audio (the trailing silence).
+    audio token to the end of the audio (the trailing silence). ``token_samples``: the samples of
+    one audio token (8 mel frames of the processor's hop).
 
     Only for clips whose words were rendered one at a time (one span per word): the synthesiser
     knows every word's sample span exactly, so the alignment is the truth, not an estimate.
@@ -444,11 +441,13 @@ def token_word_labels(
     spans: list[tuple[int, int]],
     windows: list[tuple[int, int]],
     counts: list[int],
-    token_samples: int = TOKEN_SAMPLES,
+    *,
+    token_samples: int,
 ) -> list[int]:
     """The word under each audio token (its centre sample), for the training-only word head:
     the word's class inside a word's span, 0 (silence) more than a token away from any speech,
-    -100 (no loss) near a word's edges and inside sentences rendered in one piece."""
+    -100 (no loss) near a word's edges and inside sentences rendered in one piece.
+    ``token_samples``: the samples of one audio token (8 mel frames of the processor's hop)."""
     words, _ = transcript_words(text)
     per_word = len(words) == len(spans)
     out: list[int] = []
@@ -791,6 +790,12 @@ def main() -> None:
         if not (0 <= layer < SIZES["text_layers"] and 0 <= head < SIZES["text_heads"]):
             ap.error(f"--align-heads: no head {head} in layer {layer} of the LM")
 
+    tok = build_char_tokenizer()
+    try:
+        proc = build_processor(tok, chunk_length=args.window, hop_length=args.hop)
+    except ValueError as e:
+        ap.error(f"--window/--hop: {e}")
+
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
@@ -818,11 +823,6 @@ def main() -> None:
                 pickle.dump((recipe, bank, rng.bit_generator.state), f)
     print(f"rendered voice bank in {time.time() - t0:.0f}s", flush=True)
 
-    tok = build_char_tokenizer()
-    try:
-        proc = build_processor(tok, chunk_length=args.window, hop_length=args.hop)
-    except ValueError as e:
-        ap.error(f"--window/--hop: {e}")
     model = build_tiny_model(tok, seed=args.seed, **SIZES)
     if args.init_from:
         from transformers import GlmAsrForConditionalGeneration

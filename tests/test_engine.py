@@ -87,6 +87,9 @@ def test_processor_windows_are_whole_audio_tokens_and_the_engine_reads_the_hop()
     for chunk, hop in ((5, 160), (6, 320)):
         with pytest.raises(ValueError, match="whole number of audio tokens"):
             build_processor(tok, chunk_length=chunk, hop_length=hop)
+    for chunk, hop in ((0, 240), (6, 0), (6, -240)):
+        with pytest.raises(ValueError, match="at least 1 s and the hop at least 1 sample"):
+            build_processor(tok, chunk_length=chunk, hop_length=hop)
     proc = build_processor(tok, chunk_length=6, hop_length=240)
     engine = AsrEngine(
         EngineSettings(model="t", device="cpu", warmup=False),

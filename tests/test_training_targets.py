@@ -32,27 +32,33 @@ def train():
     return module
 
 
-def _windows(audio: np.ndarray, cuts: list[int]):
+HOPS = [160, 240]  # the real model's mel hop, and the demo model's (``--hop 240``)
+
+
+def _windows(audio: np.ndarray, cuts: list[int], hop: int):
+    """The windows the cuts make, their audio token counts from the real processor, and the
+    samples of one audio token."""
     bounds = [0, *cuts, len(audio)]
     pairs = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    proc = build_processor(build_char_tokenizer(), chunk_length=6)
+    proc = build_processor(build_char_tokenizer(), chunk_length=6, hop_length=hop)
     feats = window_features(proc.feature_extractor, [audio[a:b] for a, b in pairs], 6 * synth.SAMPLE_RATE)
-    return pairs, audio_token_counts(feats["attention_mask"].sum(-1))
+    return pairs, audio_token_counts(feats["attention_mask"].sum(-1)), 8 * hop
 
 
-def _token_energy(audio: np.ndarray, pairs, counts, train) -> np.ndarray:
+def _token_energy(audio: np.ndarray, pairs, counts, unit: int) -> np.ndarray:
     """RMS of the samples under every audio token, in the order the LM sees the tokens."""
     out = []
     for (a, b), n in zip(pairs, counts, strict=True):
         for k in range(n):
-            lo = a + k * train.TOKEN_SAMPLES
-            seg = audio[lo : min(b, lo + train.TOKEN_SAMPLES)]
+            lo = a + k * unit
+            seg = audio[lo : min(b, lo + unit)]
             out.append(float(np.sqrt(np.mean(seg**2))) if len(seg) else 0.0)
     return np.array(out)
 
 
+@pytest.mark.parametrize("hop", HOPS)
 @pytest.mark.parametrize("cjk", [False, True])
-def test_targets_follow_the_words_across_windows(train, cjk):
+def test_targets_follow_the_words_across_windows(train, cjk, hop):
     rng = np.random.default_rng(5)
     lang = "cmn" if cjk else "en"
     words = synth.random_words(rng, 12, cjk)
@@ -63,12 +69,14 @@ def test_targets_follow_the_words_across_windows(train, cjk):
     spans = [(s + len(lead), e + len(lead)) for s, e in u.spans]
     mid = (spans[5][1] + spans[6][0]) // 2  # a cut at a pause, then fixed 6 s cuts
     cuts = [mid, *range(mid + 6 * synth.SAMPLE_RATE, len(audio), 6 * synth.SAMPLE_RATE)]
-    pairs, counts = _windows(audio, cuts)
+    pairs, counts, unit = _windows(audio, cuts, hop)
     assert len(pairs) >= 2
     head, answer_start = 4, 4 + sum(counts) + 12
     text = synth.join_words(words, cjk)
-    targets = train.alignment_targets(0, text, spans, pairs, counts, head, answer_start, len(text) + 1)
-    energy = _token_energy(audio, pairs, counts, train)
+    targets = train.alignment_targets(
+        0, text, spans, pairs, counts, head, answer_start, len(text) + 1, token_samples=unit
+    )
+    energy = _token_energy(audio, pairs, counts, unit)
     loud = energy > 0.05 * energy.max()
 
     # one query per character (English: and the space after each word), in order
@@ -80,11 +88,11 @@ def test_targets_follow_the_words_across_windows(train, cjk):
     for _, q, lo, hi in targets:
         keys = np.arange(lo - head, hi + 1 - head)
         assert loud[keys].any(), (q, lo, hi)
-        assert keys[0] >= int(0.5 * synth.SAMPLE_RATE) // train.TOKEN_SAMPLES - 1
+        assert keys[0] >= int(0.5 * synth.SAMPLE_RATE) // unit - 1
         firsts.append(lo)
     assert firsts == sorted(firsts) and firsts[-1] > firsts[0]
 
-    labels = train.token_word_labels(text, spans, pairs, counts)
+    labels = train.token_word_labels(text, spans, pairs, counts, token_samples=unit)
     assert len(labels) == sum(counts)
     labels_arr = np.array(labels)
     # silence labels sit on quiet tokens, word labels on loud ones, in the spoken order
@@ -94,42 +102,44 @@ def test_targets_follow_the_words_across_windows(train, cjk):
     assert spoken == words
 
 
+@pytest.mark.parametrize("hop", HOPS)
 @pytest.mark.parametrize("cjk", [False, True])
-def test_end_of_text_query_looks_at_the_trailing_silence(train, cjk):
+def test_end_of_text_query_looks_at_the_trailing_silence(train, cjk, hop):
     rng = np.random.default_rng(7)
     words = synth.random_words(rng, 5, cjk)
     u = synth.word_utterance(words, synth.Voice("cmn" if cjk else "en", "f3", 160, 50), rng)
     tail = np.zeros(int(0.8 * synth.SAMPLE_RATE), np.float32)
     audio = np.concatenate([u.audio, tail])
-    pairs, counts = _windows(audio, [])
+    pairs, counts, unit = _windows(audio, [], hop)
     head, answer_start = 4, 4 + sum(counts) + 12
     text = synth.join_words(words, cjk)
     args = (0, text, u.spans, pairs, counts, head, answer_start, len(text) + 1)
-    plain = train.alignment_targets(*args)
-    with_eos = train.alignment_targets(*args, eos=True)
+    plain = train.alignment_targets(*args, token_samples=unit)
+    with_eos = train.alignment_targets(*args, token_samples=unit, eos=True)
     assert with_eos[:-1] == plain  # the characters' targets are unchanged, one more at the end
     _, q, lo, hi = with_eos[-1]
     assert q == answer_start + len(text) - 1  # the position whose logits predict the end of text
     assert hi - head == sum(counts) - 1  # up to the last audio token
     s0, s1 = u.spans[-1]
-    assert s0 <= (lo - head) * train.TOKEN_SAMPLES < s1  # starts on the last word's last token
-    energy = _token_energy(audio, pairs, counts, train)
+    assert s0 <= (lo - head) * unit < s1  # starts on the last word's last token
+    energy = _token_energy(audio, pairs, counts, unit)
     keys = energy[lo - head : hi + 1 - head]
     assert (keys[2:] < 0.01 * energy.max()).all() and len(keys) > 6  # then the trailing silence
 
 
-def test_sentences_rendered_in_one_piece_get_no_word_targets(train):
+@pytest.mark.parametrize("hop", HOPS)
+def test_sentences_rendered_in_one_piece_get_no_word_targets(train, hop):
     rng = np.random.default_rng(2)
     words = synth.random_words(rng, 4, False)
     audio = synth.render(", ".join(words), synth.Voice("en", "f2", 160, 50))
     lead = np.zeros(synth.SAMPLE_RATE, np.float32)
     audio = np.concatenate([lead, audio, lead])
     spans = [(len(lead), len(audio) - len(lead))]
-    pairs, counts = _windows(audio, [])
+    pairs, counts, unit = _windows(audio, [], hop)
     text = " ".join(words)
-    assert train.alignment_targets(0, text, spans, pairs, counts, 4, 100, len(text) + 1) == []
-    labels = np.array(train.token_word_labels(text, spans, pairs, counts))
-    lead_tokens = len(lead) // train.TOKEN_SAMPLES
+    assert train.alignment_targets(0, text, spans, pairs, counts, 4, 100, len(text) + 1, token_samples=unit) == []
+    labels = np.array(train.token_word_labels(text, spans, pairs, counts, token_samples=unit))
+    lead_tokens = len(lead) // unit
     assert (labels[: lead_tokens - 1] == 0).all()  # the lead-in and the tail are silence
     assert (labels[lead_tokens + 1 : -lead_tokens - 1] == -100).all()  # the speech: no word label
     assert (labels[-lead_tokens + 1 :] == 0).all()

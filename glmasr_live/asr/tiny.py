@@ -77,19 +77,31 @@ def build_char_tokenizer(extra_chars: Iterable[str] = CJK_CHARS) -> PreTrainedTo
     return tok
 
 
+def window_token_samples(chunk_length: int, hop_length: int, sampling_rate: int = 16000) -> int:
+    """The samples of one audio token, 8 mel frames of ``hop_length`` (the encoder merges 4 frames
+    after a stride-2 convolution); ``ValueError`` unless a ``chunk_length``-second window holds a
+    whole number of them (the real model's hop of 160 samples: an even number of seconds)."""
+    if hop_length < 1 or chunk_length < 1:
+        raise ValueError(
+            f"the window must be at least 1 s and the hop at least 1 sample, not {chunk_length} s and {hop_length}"
+        )
+    unit = 8 * hop_length
+    if (chunk_length * sampling_rate) % unit:
+        raise ValueError(
+            f"a {chunk_length} s window is not a whole number of audio tokens of 8 x {hop_length} samples"
+        )
+    return unit
+
+
 def build_processor(
     tokenizer: PreTrainedTokenizerFast | None = None, chunk_length: int = 30, hop_length: int = 160
 ) -> GlmAsrProcessor:
     """A ``GlmAsrProcessor`` with a 128-bin Whisper front end and ``chunk_length``-second windows.
 
-    A full window must hold a whole number of audio tokens: the encoder merges 4 frames after a
-    stride-2 convolution, so an audio token is 8 mel frames of ``hop_length`` samples (the real
-    model: 160 samples, 10 ms; with it ``chunk_length`` must be an even number of seconds).
+    A full window must hold a whole number of audio tokens (``window_token_samples``); the real
+    model's hop is 160 samples (10 ms).
     """
-    if hop_length < 1 or (chunk_length * 16000) % (8 * hop_length):
-        raise ValueError(
-            f"a {chunk_length} s window is not a whole number of audio tokens of 8 x {hop_length} samples"
-        )
+    window_token_samples(chunk_length, hop_length)
     fe = WhisperFeatureExtractor(
         feature_size=128,
         sampling_rate=16000,
