@@ -64,12 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(args, "func", None)
     # Until a front end installs its graceful handlers (after the model is loaded), SIGTERM
     # ends the process like Ctrl-C: one line, exit 130, no traceback.
+    # The caller's handler comes back on return (``main`` also runs inside other programs and
+    # the tests, whose forked children would otherwise inherit it).
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-    if func is None:
-        parser.print_help()
-        return 2
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if func is None:
+            parser.print_help()
+            return 2
         return int(func(args) or 0)
     except GlmAsrLiveError as e:
         print(f"glmasr-live: error: {e}", file=sys.stderr)
@@ -78,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum: int, frame: object) -> None:

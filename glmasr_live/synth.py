@@ -197,8 +197,7 @@ def _espeak_command(exe: str, voice: Voice, path: str, text: str) -> list[str]:
     return cmd + ["-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch), "-w", path, text]
 
 
-@functools.lru_cache(maxsize=8192)
-def _render_cached(text: str, voice: Voice) -> np.ndarray:
+def _render_once(text: str, voice: Voice) -> np.ndarray:
     exe = require_espeak()
     fd, path = tempfile.mkstemp(suffix=".wav")
     os.close(fd)
@@ -214,9 +213,15 @@ def _render_cached(text: str, voice: Voice) -> np.ndarray:
     return out
 
 
-def render(text: str, voice: Voice) -> np.ndarray:
-    """Speech for ``text`` at 16 kHz, leading and trailing silence trimmed (a copy)."""
-    return _render_cached(text, voice).copy()
+_render_cached = functools.lru_cache(maxsize=8192)(_render_once)
+
+
+def render(text: str, voice: Voice, cache: bool = True) -> np.ndarray:
+    """Speech for ``text`` at 16 kHz, leading and trailing silence trimmed (a copy).
+
+    ``cache``: keep the clip in this process's cache of recent renders (``False`` for callers
+    that keep every clip themselves, such as the training script's voice bank)."""
+    return (_render_cached(text, voice) if cache else _render_once(text, voice)).copy()
 
 
 def trim_silence(x: np.ndarray, threshold: float = 1e-3) -> np.ndarray:

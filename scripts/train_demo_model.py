@@ -35,9 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import pickle
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,7 @@ class Clip:
 
 def _render_job(args: tuple[str, synth.Voice]) -> tuple[str, synth.Voice, np.ndarray]:
     text, voice = args
-    return text, voice, synth.render(text, voice)
+    return text, voice, synth.render(text, voice, cache=False)
 
 
 def _voice(
@@ -128,8 +128,11 @@ def render_bank(
         sentences.append((words, v))
         # espeak reads a comma as a short pause: natural coarticulated speech with pauses
         jobs.append((", ".join(words) if not cjk else "，".join(words), v))
-    with mp.Pool(2) as pool:
-        rendered = pool.map(_render_job, jobs, chunksize=32)
+    # Threads, not processes: each render waits on an espeak-ng child process, and a forked
+    # worker would inherit the caller's threads' locks and signal handlers (a pool forked from
+    # the test process once hung on exit).
+    with ThreadPoolExecutor(2) as pool:
+        rendered = list(pool.map(_render_job, jobs))
     table = {(t, v): a for t, v, a in rendered}
     return voices_en, voices_cjk, table, sentences
 

@@ -129,3 +129,29 @@ def test_bad_context_from_the_environment(value):
 def test_bad_endpoint_from_the_environment(value):
     line = one_error_line(run("--no-tui", "--model", "demo", env={"GLMASR_LIVE_ENDPOINT": value}))
     assert "ENDPOINT" in line or "--endpoint" in line
+
+
+def test_main_in_process_gives_back_the_callers_sigterm_handler(bad_files, capsys):
+    """``main`` turns SIGTERM into a clean exit 130 while it runs and then puts the caller's
+    handler back: a process that calls it (the tests, another program) and later forks must not
+    hand its children a handler that raises instead of ending them."""
+    import signal
+
+    from glmasr_live.cli import main
+
+    seen: list[int] = []
+
+    def callers(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, callers)
+    try:
+        assert main(["vad", str(bad_files / "ok.wav")]) == 0
+        assert signal.getsignal(signal.SIGTERM) is callers
+        assert main(["vad", str(bad_files / "missing.wav")]) == 2
+        assert signal.getsignal(signal.SIGTERM) is callers
+        os.kill(os.getpid(), signal.SIGTERM)  # the caller's handler runs, not main's
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    capsys.readouterr()
