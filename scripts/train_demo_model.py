@@ -51,7 +51,7 @@ from glmasr_live.asr.blocks import audio_token_counts, window_features
 from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model, window_token_samples
 from glmasr_live.events import SAMPLE_RATE
 
-CHUNK_S = 6  # demo window length (s): even, so a full window is a whole number of audio tokens
+CHUNK_S = 6  # default window length (s): a whole number of audio tokens at the 160- and 240-sample hops
 SIZES = dict(
     audio_hidden=144,
     audio_layers=3,
