@@ -15,28 +15,36 @@ Padding = Literal["full", "none"]
 
 
 def encode_blocks(engine: AsrEngine, blocks: list[np.ndarray], padding: Padding) -> list[torch.Tensor]:
-    """Audio tokens of each block, each encoded as an independent window (one batch)."""
+    """Audio tokens of each block, each encoded as an independent window.
+
+    With ``full`` padding every block is one window of the processor's length, so all go
+    through the encoder in one call. At true length (``none``) a block must not see another's
+    padding (the encoder's attention has no mask), so one call per padded length: blocks of the
+    same length (in 80 ms units) still share a call."""
     if not blocks:
         return []
-    fe = engine.processor.feature_extractor
     unit = 8 * engine.hop  # 8 mel frames: conv stride 2 then a 4-frame merge stay whole
     if padding == "full":
-        target = engine.window_samples
-    else:
-        target = min(engine.window_samples, max(unit, -(-max(len(b) for b in blocks) // unit) * unit))
+        return _encode(engine, blocks, engine.window_samples)
+    targets = [min(engine.window_samples, max(unit, -(-len(b) // unit) * unit)) for b in blocks]
+    out: list[torch.Tensor | None] = [None] * len(blocks)
+    for target in sorted(set(targets)):
+        idx = [i for i, t in enumerate(targets) if t == target]
+        for i, toks in zip(idx, _encode(engine, [blocks[i] for i in idx], target), strict=True):
+            out[i] = toks
+    return [t for t in out if t is not None]
+
+
+def _encode(engine: AsrEngine, blocks: list[np.ndarray], target: int) -> list[torch.Tensor]:
     safe = [b if len(b) else np.zeros(1, np.float32) for b in blocks]
-    feats = window_features(fe, safe, target)
+    feats = window_features(engine.processor.feature_extractor, safe, target)
     mask = feats["attention_mask"].to(engine.device)
     for i, b in enumerate(blocks):
         if not len(b):
             mask[i] = 0
     x = feats["input_features"].to(engine.device, engine.dtype)
-    if padding == "none" and len(blocks) > 1:
-        # True length per block: encode one at a time so no block sees another's padding.
-        return [encode_blocks(engine, [b], padding)[0] for b in blocks]
     out = engine.model.get_audio_features(x, mask, return_dict=True).pooler_output
-    counts = audio_token_counts(mask.sum(-1))
-    return list(torch.split(out, counts))
+    return list(torch.split(out, audio_token_counts(mask.sum(-1))))
 
 
 def window_features(fe: Any, windows: list[np.ndarray], target: int) -> Any:

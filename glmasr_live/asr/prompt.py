@@ -25,10 +25,17 @@ def _cache_kw(lm_type: Any) -> str:
     return "cache" if "cache" in inspect.signature(lm_type.forward).parameters else "past_key_values"
 
 
-def run_lm(lm: Any, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-    """Extend ``cache`` with ``embeds``; the last hidden states."""
+def run_lm(
+    lm: Any,
+    embeds: torch.Tensor,
+    cache: Any,
+    mask: torch.Tensor | None = None,
+    positions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Extend ``cache`` with ``embeds``; the last hidden states. ``mask`` (a prepared 4-D
+    additive mask) and ``positions`` come with the slot caches of ``asr/kv.py``."""
     kw = _cache_kw(type(lm))  # type: ignore[arg-type]
-    out = lm(inputs_embeds=embeds, use_cache=True, **{kw: cache})
+    out = lm(inputs_embeds=embeds, use_cache=True, attention_mask=mask, position_ids=positions, **{kw: cache})
     return out.last_hidden_state
 
 

@@ -26,12 +26,13 @@ from typing import Literal
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
 from glmasr_live.asr.agreement import LocalAgreement, split_units
 from glmasr_live.asr.blocks import Padding, encode_blocks, find_pause, quietest_point
 from glmasr_live.asr.engine import AsrEngine
-from glmasr_live.asr.prompt import PromptParts, run_lm
+from glmasr_live.asr.kv import Slot
+from glmasr_live.asr.prompt import PromptParts
+from glmasr_live.asr.rounds import LmRow, extend_prefix, lm_round, slot_store
 from glmasr_live.asr_defaults import CONTEXT_S
 from glmasr_live.events import SAMPLE_RATE, join_text
 
@@ -108,8 +109,24 @@ class _Block:
     tokens: torch.Tensor  # (n_tokens, hidden)
 
 
+@dataclass
+class StepPlan:
+    """A step a decoder has prepared (blocks closed, prompt trimmed) for a round to run."""
+
+    decoder: StreamingDecoder
+    final: bool
+    t0: float
+    audio_samples: int
+    open_audio: np.ndarray
+    forced: list[int]
+    budget: int
+
+
 class StreamingDecoder:
-    """Decodes one utterance at a time: ``start``, ``feed``, ``step`` ..., ``finish``."""
+    """Decodes one utterance at a time: ``start``, ``feed``, ``step`` ..., ``finish``.
+
+    ``step`` and ``finish`` are a round of one; ``decode_round`` runs the steps of many
+    decoders of one engine as one batch with the same result for each."""
 
     def __init__(
         self, engine: AsrEngine, settings: StreamingSettings | None = None, instruction: str | None = None
@@ -119,13 +136,11 @@ class StreamingDecoder:
         self.parts = PromptParts(engine, instruction)
         self.stats = DecoderStats()
         self._embed = engine.model.get_input_embeddings()
-        self._lm = engine.model.model.language_model
-        self._head_cache: DynamicCache | None = None
+        self._store = slot_store(engine)
+        self._slot: Slot | None = None
         self._chunks: list[np.ndarray] = []
         self._audio = np.zeros(0, np.float32)
         self._blocks: list[_Block] = []
-        self._cache: DynamicCache | None = None
-        self._prefix_len = 0
         self._committed_ids: list[int] = []
         self._retired = ""  # committed text of blocks no longer in the prompt
         self._context = 0  # index of the first block still in the prompt
@@ -145,8 +160,19 @@ class StreamingDecoder:
         self._committed_ids = []
         self._retired, self._context, self._checked, self._script_retired = "", 0, None, 0
         self._agreement.reset()
-        self._cache = self._fresh_prefix()
+        if self._slot is None:
+            self._slot = self._store.acquire()
+        self._fresh_prefix()
         self.active = True
+
+    def release(self) -> None:
+        """Give the utterance's caches back now (the stream ended or the utterance failed)."""
+        if self._slot is not None:
+            self._store.release(self._slot)
+            self._slot = None
+        self._blocks = []
+        self._chunks, self._audio = [], np.zeros(0, np.float32)
+        self.active = False
 
     def feed(self, samples: np.ndarray) -> None:
         if len(samples):
@@ -177,46 +203,98 @@ class StreamingDecoder:
         c = self.context_start
         return [(b.start - c, b.end - c) for b in self._blocks[self._context :]]
 
-    @torch.inference_mode()
     def step(self) -> Hypothesis:
         """A partial: the hypothesis for all audio fed so far."""
-        return self._step(final=False)
+        return decode_round([self.plan(final=False)])[0]
 
-    @torch.inference_mode()
     def finish(self, max_new_tokens: int | None = None) -> Hypothesis:
         """The final for the utterance; frees its caches.
 
         ``max_new_tokens`` overrides the cap derived from the audio duration (tests use it to
         compare with ``generate`` at the same cap)."""
         try:
-            return self._step(final=True, max_new_tokens=max_new_tokens)
+            return decode_round([self.plan(final=True, max_new_tokens=max_new_tokens)])[0]
         finally:
-            self._cache = None
-            self._blocks = []
-            self._chunks, self._audio = [], np.zeros(0, np.float32)
-            self.active = False
+            self.release()
+
+    # ------------------------------------------------------------------ a step in three parts
+
+    @torch.inference_mode()
+    def plan(self, final: bool, max_new_tokens: int | None = None) -> StepPlan:
+        """Close blocks and trim the prompt as due; what the round must run for this step."""
+        t0 = time.perf_counter()
+        if not self.active:
+            self.start()
+        audio = self._collect()
+        self._maybe_close_blocks(audio, final)
+        if not final:
+            self._maybe_retire()
+        open_audio = audio[self._open_start() :]
+        forced = list(self._committed_ids) if self.settings.commit else []
+        seconds = (len(audio) - self.context_start) / SAMPLE_RATE
+        budget: int = (max_new_tokens or self.engine.max_new_tokens(seconds)) - len(forced)
+        if not final:
+            budget = min(budget, int(len(open_audio) / SAMPLE_RATE * self.settings.step_tokens) + 6)
+        if self.script is not None:  # benchmark: a fixed, realistic amount of text per second
+            budget = min(budget, self._script_end(len(audio)) - len(forced))
+        return StepPlan(self, final, t0, len(audio), open_audio, forced, max(0, budget))
+
+    def lm_row(self, plan: StepPlan, open_tokens: torch.Tensor | None) -> LmRow:
+        """The round's row for ``plan``: open-block tokens, instruction, forced text."""
+        assert self._slot is not None
+        parts: list[torch.Tensor] = []
+        if open_tokens is not None:
+            self.stats.encoder_calls += 1
+            self.stats.encoder_audio_s += len(plan.open_audio) / SAMPLE_RATE
+            parts.append(open_tokens.to(self.engine.dtype))
+        ids = torch.tensor([self.parts.tail + plan.forced], device=self.engine.device)
+        parts.append(self._embed(ids)[0])
+        embeds = torch.cat(parts)
+        self.stats.prefill_tokens += int(embeds.shape[0])
+        scripted = None
+        if self.script is not None:
+            first = self._script_retired + len(plan.forced)
+            scripted = self.script[first : first + plan.budget]
+        return LmRow(self._slot, embeds, plan.budget, plan.forced, scripted)
+
+    def complete(self, plan: StepPlan, generated: list[int]) -> Hypothesis:
+        """The hypothesis of a step the round has run (commits what agrees)."""
+        all_ids = plan.forced + generated
+        self.stats.steps += 1
+        self.stats.decoded_tokens += len(generated)
+        committed_ids = self._commit(all_ids, plan.final)
+        committed = self.engine.decode(committed_ids)
+        text = self.engine.decode(all_ids)
+        tentative = text[len(committed) :].strip() if text.startswith(committed) else text
+        if plan.final:
+            committed, tentative = text, ""
+        return Hypothesis(
+            committed=join_text(self._retired, committed),
+            tentative=tentative,
+            end_sample=plan.audio_samples,
+            final=plan.final,
+            step_seconds=time.perf_counter() - plan.t0,
+            ids=tuple(all_ids),
+            committed_ids=tuple(committed_ids),
+            context_start=self.context_start,
+            forced=len(plan.forced),
+        )
 
     # ------------------------------------------------------------------ internals
 
-    def _fresh_prefix(self) -> DynamicCache:
-        """Cache of the prompt head; computed once per decoder, then cropped back to it."""
+    def _fresh_prefix(self) -> None:
+        """The slot's prefix back to the prompt head (computed once per engine and prompt)."""
+        assert self._slot is not None
         head = self.parts.head
-        if self._head_cache is None:
-            cache = DynamicCache()
+        key = tuple(head)
+        src = self._store.heads.get(key)
+        if src is None:
+            src = self._store.heads[key] = self._store.acquire()
             ids = torch.tensor([head], device=self.engine.device)
-            self._prefill(self._embed(ids), cache)
+            extend_prefix(self.engine, self._store, src, self._embed(ids)[0], keep=True)
+            self.stats.prefill_tokens += len(head)
             self.stats.prefix_prefills["head"] = self.stats.prefix_prefills.get("head", 0) + 1
-            self._head_cache = cache
-        cache = self._head_cache
-        extra = cache.get_seq_length() - len(head)
-        if extra:
-            cache.crop(-extra)
-        self._prefix_len = len(head)
-        return cache
-
-    def _prefill(self, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-        self.stats.prefill_tokens += int(embeds.shape[1])
-        return run_lm(self._lm, embeds, cache)
+        self._store.copy_prefix(src, self._slot, len(head))
 
     def _collect(self) -> np.ndarray:
         if self._chunks:
@@ -232,13 +310,13 @@ class StreamingDecoder:
         (tokens,) = encode_blocks(self.engine, [audio[s:cut]], self.settings.encoder_padding)
         self.stats.encoder_calls += 1
         self.stats.encoder_audio_s += (cut - s) / SAMPLE_RATE
-        assert self._cache is not None
+        assert self._slot is not None
         if tokens.shape[0]:
-            self._prefill(tokens[None].to(self.engine.dtype), self._cache)
+            extend_prefix(self.engine, self._store, self._slot, tokens.to(self.engine.dtype), keep=True)
+            self.stats.prefill_tokens += int(tokens.shape[0])
         key = f"block{len(self._blocks)}"
         self.stats.prefix_prefills[key] = self.stats.prefix_prefills.get(key, 0) + 1
         self._blocks.append(_Block(s, cut, tokens))
-        self._prefix_len = self._cache.get_seq_length()
 
     def _maybe_close_blocks(self, audio: np.ndarray, final: bool) -> None:
         win = self.engine.window_samples
@@ -263,66 +341,11 @@ class StreamingDecoder:
         if pause is not None and pause - s >= SAMPLE_RATE:
             self._close(audio, pause)
 
-    def _step(self, final: bool, max_new_tokens: int | None = None) -> Hypothesis:
-        t0 = time.perf_counter()
-        if not self.active:
-            self.start()
-        audio = self._collect()
-        self._maybe_close_blocks(audio, final)
-        if not final:
-            self._maybe_retire()
-        s = self._open_start()
-        open_audio = audio[s:]
-        assert self._cache is not None
-        parts: list[torch.Tensor] = []
-        if len(open_audio):
-            (tokens,) = encode_blocks(self.engine, [open_audio], self.settings.encoder_padding)
-            self.stats.encoder_calls += 1
-            self.stats.encoder_audio_s += len(open_audio) / SAMPLE_RATE
-            parts.append(tokens.to(self.engine.dtype))
-        forced = self._committed_ids if self.settings.commit else []
-        ids = torch.tensor([self.parts.tail + forced], device=self.engine.device)
-        parts.append(self._embed(ids)[0])
-        embeds = torch.cat(parts)[None]
-        seconds = (len(audio) - self.context_start) / SAMPLE_RATE
-        budget: int = (max_new_tokens or self.engine.max_new_tokens(seconds)) - len(forced)
-        if not final:
-            budget = min(budget, int(len(open_audio) / SAMPLE_RATE * self.settings.step_tokens) + 6)
-        if self.script is not None:  # benchmark: a fixed, realistic amount of text per second
-            budget = min(budget, self._script_end(len(audio)) - len(forced))
-        generated = self._greedy(embeds, forced, max(0, budget))
-        self._crop_to_prefix()
-        all_ids = forced + generated
-        self.stats.steps += 1
-        committed_ids = self._commit(all_ids, final)
-        committed = self.engine.decode(committed_ids)
-        text = self.engine.decode(all_ids)
-        tentative = text[len(committed) :].strip() if text.startswith(committed) else text
-        if final:
-            committed, tentative = text, ""
-        return Hypothesis(
-            committed=join_text(self._retired, committed),
-            tentative=tentative,
-            end_sample=len(audio),
-            final=final,
-            step_seconds=time.perf_counter() - t0,
-            ids=tuple(all_ids),
-            committed_ids=tuple(committed_ids),
-            context_start=self.context_start,
-            forced=len(forced),
-        )
-
     def _unit_end(self, ids: list[int], i: int, text: str) -> bool:
         if i in (0, len(ids)):
             return True
         piece = self.engine.decode(ids[:i])
         return "\ufffd" not in piece and _ends_on_unit(text, len(piece))
-
-    def _crop_to_prefix(self) -> None:
-        assert self._cache is not None
-        extra = self._cache.get_seq_length() - self._prefix_len
-        if extra:
-            self._cache.crop(-extra)  # transformers 5.x crops by a negative count
 
     def _script_end(self, samples: int) -> int:
         """Benchmark script: how many of its tokens the prompt's answer covers up to ``samples``."""
@@ -341,15 +364,15 @@ class StreamingDecoder:
         if key == self._checked:  # nothing new since the last check
             return
         self._checked = key
-        assert self._cache is not None
+        assert self._slot is not None
         forced = self._committed_ids
         tail = self.parts.tail
         ids = torch.tensor([tail + forced], device=self.engine.device)
-        hidden = self._prefill(self._embed(ids), self._cache)
-        self._crop_to_prefix()
+        hidden = extend_prefix(self.engine, self._store, self._slot, self._embed(ids)[0], keep=False)
+        self.stats.prefill_tokens += len(tail) + len(forced)
         self.stats.settled_checks += 1
         # eos[i]: with forced[:i] written, the closed blocks alone are fully transcribed
-        logits = self.engine.model.lm_head(hidden[0, len(tail) - 1 :])
+        logits = self.engine.model.lm_head(hidden[len(tail) - 1 :])
         eos = [tok in self.engine.eos_ids for tok in logits.argmax(-1).tolist()]
         text = self.engine.decode(forced)
         if self.script is not None:  # scripted text: the closed blocks' share of it is settled
@@ -373,29 +396,8 @@ class StreamingDecoder:
         for b in blocks:
             b.tokens = b.tokens[:0]
         self._context = len(self._blocks)
-        self._cache = self._fresh_prefix()
+        self._fresh_prefix()
         self.stats.retirements += 1
-
-    def _greedy(self, embeds: torch.Tensor, forced: list[int], budget: int) -> list[int]:
-        assert self._cache is not None
-        hidden = self._prefill(embeds, self._cache)
-        out: list[int] = []
-        guard = self.engine.guard if self.engine.settings.repetition_guard else None
-        for i in range(budget):
-            logits = self.engine.model.lm_head(hidden[:, -1])
-            tok = int(logits.argmax(-1))
-            if self.script is not None:
-                tok = self.script[self._script_retired + len(forced) + i]  # same compute, scripted choice
-            elif tok in self.engine.eos_ids:
-                break
-            out.append(tok)
-            self.stats.decoded_tokens += 1
-            loop = guard.loop_start(forced + out) if guard is not None else None
-            if loop is not None:
-                return out[: max(0, loop - len(forced))]
-            nxt = self._embed(torch.tensor([[tok]], device=self.engine.device))
-            hidden = run_lm(self._lm, nxt, self._cache)
-        return out
 
     def _commit(self, ids: list[int], final: bool) -> list[int]:
         if not self.settings.commit or final:
@@ -415,6 +417,27 @@ class StreamingDecoder:
                 best = k
         self._committed_ids = list(ids[:best])
         return self._committed_ids
+
+
+@torch.inference_mode()
+def decode_round(plans: list[StepPlan]) -> list[Hypothesis]:
+    """Run prepared steps of decoders sharing one engine as one batch: their open blocks
+    through the encoder together, then one batched LM pass (``asr/rounds.py``). Each result
+    equals that decoder's step run alone."""
+    if not plans:
+        return []
+    engine = plans[0].decoder.engine
+    with_audio = [p for p in plans if len(p.open_audio)]
+    by_padding: dict[str, list[StepPlan]] = {}
+    for p in with_audio:
+        by_padding.setdefault(p.decoder.settings.encoder_padding, []).append(p)
+    tokens: dict[int, torch.Tensor] = {}
+    for padding, group in by_padding.items():
+        encoded = encode_blocks(engine, [p.open_audio for p in group], padding)  # type: ignore[arg-type]
+        tokens.update({id(p): t for p, t in zip(group, encoded, strict=True)})
+    rows = [p.decoder.lm_row(p, tokens.get(id(p))) for p in plans]
+    generated = lm_round(engine, slot_store(engine), rows)
+    return [p.decoder.complete(p, g) for p, g in zip(plans, generated, strict=True)]
 
 
 def _ends_on_unit(text: str, pos: int) -> bool:
