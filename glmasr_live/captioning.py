@@ -5,20 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-from glmasr_live.events import SAMPLE_RATE, CaptionEvent, join_text
-
-
-class HypothesisLike(Protocol):
-    @property
-    def committed(self) -> str: ...
-    @property
-    def tentative(self) -> str: ...
-    @property
-    def end_sample(self) -> int: ...
-    @property
-    def final(self) -> bool: ...
+from glmasr_live.events import SAMPLE_RATE, CaptionEvent, Hypothesis, join_text
 
 
 @dataclass
@@ -38,15 +26,16 @@ class CaptionBuilder:
         return s
 
     def caption(
-        self, utterance: int, start_sample: int, hyp: HypothesisLike, audio_clock: float
+        self, utterance: int, start_sample: int, hyp: Hypothesis, audio_clock: float, lag: float = 0.0
     ) -> CaptionEvent:
         start = start_sample / SAMPLE_RATE
         end = (start_sample + hyp.end_sample) / SAMPLE_RATE
         if hyp.final:
             text = join_text(hyp.committed, hyp.tentative).strip()
             return CaptionEvent(
-                "final", self._seq(), utterance, start, end, text, "", text, audio_clock, self.wall()
-            )
+                "final", self._seq(), utterance, start, end, text, "", text, audio_clock, self.wall(),
+                lag=round(lag, 3),
+            )  # fmt: skip
         return CaptionEvent(
             "partial",
             self._seq(),
@@ -58,10 +47,11 @@ class CaptionBuilder:
             join_text(hyp.committed, hyp.tentative),
             audio_clock,
             self.wall(),
+            lag=round(lag, 3),
         )
 
-    def status(self, code: str, message: str, audio_clock: float) -> CaptionEvent:
+    def status(self, code: str, message: str, audio_clock: float, lag: float = 0.0) -> CaptionEvent:
         return CaptionEvent(
             "status", self._seq(), -1, audio_clock, audio_clock, "", "", "", audio_clock, self.wall(),
-            status=code, message=message,
+            status=code, message=message, lag=round(lag, 3),
         )  # fmt: skip

@@ -36,6 +36,7 @@ class CaptionEvent:
         wall_time: Unix time when the event was emitted.
         status: for status events, a short machine-readable code (``behind``, ``worker_error``...).
         message: for status events, a human-readable line.
+        lag: how far the stream's captions are behind its audio (seconds) when emitted.
     """
 
     type: EventType
@@ -50,6 +51,7 @@ class CaptionEvent:
     wall_time: float
     status: str | None = None
     message: str | None = None
+    lag: float = 0.0
     v: int = field(default=SCHEMA_VERSION)
 
     @property
@@ -132,6 +134,55 @@ class AudioGap:
 
 
 SegmentRecord = SpeechStart | SpeechEnd
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """What one step produced for the current utterance.
+
+    ``end_sample`` is the utterance-relative sample the hypothesis covers up to. ``committed``
+    and ``tentative`` are the utterance's text; ``ids`` and ``committed_ids`` are the tokens of
+    the prompt's answer, which covers the audio from ``context_start`` on (the text before it
+    was retired from the prompt).
+    """
+
+    committed: str
+    tentative: str
+    end_sample: int
+    final: bool
+    step_seconds: float
+    ids: tuple[int, ...] = ()
+    committed_ids: tuple[int, ...] = ()
+    context_start: int = 0
+    forced: int = 0  # how many of ``ids`` were forced (committed before the step)
+
+
+def fallback_final(last: Hypothesis | None, end_sample: int) -> Hypothesis:
+    """The final of an utterance whose last step failed: what its latest hypothesis had."""
+    text = "" if last is None else join_text(last.committed, last.tentative)
+    return Hypothesis(text, "", end_sample, True, 0.0)
+
+
+WorkKind = Literal["partial", "final"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Work:
+    """A decode step a stream wants (from ``StreamPolicy.take`` to the scheduler).
+
+    ``audio`` is the utterance's audio the stream's decoder has not been fed yet (absolute
+    samples ``[upto - len(audio), upto)``); ``restart`` means the decoder starts the utterance
+    afresh first (a new utterance, or one replayed from its start after a fault). ``due`` is the
+    stream clock when the step became due (the scheduler serves the longest waiting first).
+    """
+
+    kind: WorkKind
+    utterance: int
+    start: int
+    upto: int
+    audio: Any
+    restart: bool
+    due: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """The live pipeline: wires the stages and owns the threads.
 
-    source thread(s) ──► RingBuffer ──► segmenter thread ──► JobMailbox ──► ASR worker thread
+    source thread(s) ──► RingBuffer ──► reader thread ──► StreamPolicy ──► scheduler thread
+                         (feeds the policy, which runs the segmenter)      (owns the model)
                                                                                   │
                         sinks (websocket, transcripts, TUI, stdout, API) ◄── CaptionHub (asyncio)
 
@@ -25,19 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from glmasr_live.audio.ringbuffer import RingBuffer
-from glmasr_live.audio.segmenter import Segmenter, SegmenterSettings
+from glmasr_live.audio.segmenter import SegmenterSettings
 from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.captions.hub import CaptionHub, EventQueue, FinalsWriterThread
 from glmasr_live.config import PipelineSettings
 from glmasr_live.errors import ConfigError
-from glmasr_live.events import SAMPLE_RATE, CaptionEvent, PipelineStats, SessionInfo, SpeechEnd, SpeechStart
+from glmasr_live.events import SAMPLE_RATE, CaptionEvent, PipelineStats, SessionInfo
+from glmasr_live.policy import PolicySettings, StreamPolicy
 from glmasr_live.session import Listener
 
 log = logging.getLogger(__name__)
 
 FRAME = SAMPLE_RATE * 30 // 1000
 STATS_EVERY = SAMPLE_RATE // 5  # a stats snapshot per 200 ms of audio
-KEEP_BEHIND = 6 * SAMPLE_RATE  # audio kept before the segmenter's position (late-confirmed onsets)
 
 
 def build_source(s: PipelineSettings) -> Any:
@@ -72,13 +73,13 @@ class LivePipeline:
         self.ring = RingBuffer.for_seconds(settings.ring_seconds)
         self.server: Any = None
         self.writer: FinalsWriterThread | None = None
-        self.worker: Any = None
+        self.scheduler: Any = None
+        self.stream: Any = None  # this session's stream on the scheduler
         self.finals: list[CaptionEvent] = []
         self._paused = threading.Event()
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._seg_thread = threading.Thread(target=self._segment_loop, name="segmenter", daemon=True)
-        self._segmenter: Segmenter | None = None
         self._last_latency = 0.0
         self._info = SessionInfo(model=settings.model)
         self._started = False
@@ -128,8 +129,8 @@ class LivePipeline:
         Raises a ``GlmAsrLiveError`` (one line for the user) for bad settings or input.
         """
         from glmasr_live.asr.engine import AsrEngine, EngineSettings
+        from glmasr_live.asr.scheduler import Scheduler, WallAudioClock
         from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings
-        from glmasr_live.asr.worker import AsrWorker, JobMailbox
         from glmasr_live.captions.transcripts import TranscriptWriter
 
         s = self.settings
@@ -163,16 +164,15 @@ class LivePipeline:
         if writer is not None:
             self.writer = FinalsWriterThread(writer)
             self.hub.add_sink(self.writer)
-        self.mailbox = JobMailbox()
-        self.worker = AsrWorker(
-            make_decoder,
-            self.ring,
-            self.mailbox,
-            self._emit,
+        self.scheduler = Scheduler(make_decoder)
+        policy = StreamPolicy(
             builder,
-            lambda: self.ring.audio_clock,
-            s.max_lag_s,
+            PolicySettings(interval_s=s.interval_s, max_lag_s=s.max_lag_s),
+            SegmenterSettings.from_sensitivity(s.vad_sensitivity, s.endpoint_s),
         )
+        ring = self.ring
+        self.stream = self.scheduler.open(policy, WallAudioClock(lambda: ring.audio_clock), self._emit_all)
+        self.stream.decoder = make_decoder()
         self._info = SessionInfo(
             input_name=self._source.name,
             input_rate=int(self._source.native_rate),
@@ -182,7 +182,7 @@ class LivePipeline:
             ws_url=self.server.url if self.server else None,
             transcripts=tuple(s.transcripts),
         )
-        self.worker.start()
+        self.scheduler.start()
         self._seg_thread.start()
         self._source.start(self.ring)
         self._started = True
@@ -242,10 +242,11 @@ class LivePipeline:
 
     # ------------------------------------------------------------------ threads
 
-    def _emit(self, event: CaptionEvent) -> None:
-        if event.type != "status":
-            self._last_latency = max(0.0, event.audio_clock - event.end)
-        self.hub.publish(event)
+    def _emit_all(self, events: list[CaptionEvent]) -> None:
+        for event in events:
+            if event.type != "status":
+                self._last_latency = max(0.0, event.audio_clock - event.end)
+            self.hub.publish(event)
 
     def _keep_final(self, item: CaptionEvent | PipelineStats) -> None:
         if isinstance(item, CaptionEvent) and item.type == "final":
@@ -253,88 +254,61 @@ class LivePipeline:
 
     def _segment_loop(self) -> None:
         try:
-            self._segment_until_end()
+            self._read_until_end()
         except Exception:  # noqa: BLE001
             log.exception("segmenter thread failed")
         finally:
-            self.mailbox.close()
-            self.worker.join()
+            self.stream.end()
+            self.stream.finished.wait()
+            self.scheduler.stop()
             self.hub.drain()
             self._done.set()
             for q in self._queues:
                 self.hub.loop.call_soon_threadsafe(q.close)
 
-    def _segment_until_end(self) -> None:
-        from glmasr_live.asr.worker import Job
-
-        seg_settings = SegmenterSettings.from_sensitivity(
-            self.settings.vad_sensitivity, self.settings.endpoint_s
-        )
-        seg: Segmenter | None = Segmenter(seg_settings)
-        self._segmenter = seg
-        ring, interval = self.ring, int(self.settings.interval_s * SAMPLE_RATE)
-        pos, next_stats = 0, 0
-        utt: SpeechStart | None = None
-        next_partial = 0
-
-        def handle(records: list[Any]) -> None:
-            nonlocal utt, next_partial
-            for r in records:
-                if isinstance(r, SpeechStart):
-                    utt = r
-                    next_partial = min(pos, r.sample + interval)
-                elif isinstance(r, SpeechEnd) and utt is not None:
-                    self.mailbox.put_final(Job("final", utt.utterance, utt.sample, r.sample))
-                    utt = None
-
+    def _read_until_end(self) -> None:
+        """Move audio from the ring into the stream (its policy keeps what it needs, so the
+        ring's space is freed right behind this reader)."""
+        ring, stream = self.ring, self.stream
+        pos, next_stats, paused = 0, 0, False
         while True:
             ring.wait_for(pos + FRAME, timeout=0.25)
             end = ring.write_index
-            if self.paused:
-                if seg is not None:
-                    handle(seg.gap(end, max(0, end - pos)) if end > pos else seg.flush())
-                    seg = None
+            if self.paused != paused:
+                paused = self.paused
+                stream.set_paused(paused)
+            for g in ring.gaps_since(pos):
+                if g.sample > end:
+                    break
+                gap_start = g.sample - g.missing
+                if gap_start > pos:
+                    stream.feed(ring.read(pos, gap_start))
+                stream.gap(g.missing)
+                pos = g.sample
+            if end > pos:
+                stream.feed(ring.read(pos, end))
                 pos = end
-            else:
-                if seg is None:
-                    seg = self._segmenter = Segmenter(seg_settings, start_sample=pos)
-                for g in ring.gaps_since(pos):
-                    if g.sample > end:
-                        break
-                    gap_start = g.sample - g.missing
-                    if gap_start > pos:
-                        handle(seg.feed(ring.read(pos, gap_start)))
-                    handle(seg.gap(g.sample, g.missing))
-                    pos = g.sample
-                if end > pos:
-                    handle(seg.feed(ring.read(pos, end)))
-                    pos = end
-                if utt is not None and pos >= next_partial:
-                    self.mailbox.put_partial(Job("partial", utt.utterance, utt.sample, pos))
-                    next_partial = pos + interval
-            keep = min(pos - KEEP_BEHIND, utt.sample if utt else pos, self.worker.low_water)
-            ring.advance_reader(max(0, keep))
+            ring.advance_reader(pos)
             if pos >= next_stats:
                 next_stats = pos + STATS_EVERY
-                self.hub.publish(self._stats(seg))
+                self.hub.publish(self._stats())
             if ring.closed and pos >= ring.write_index:
-                if seg is not None:
-                    handle(seg.flush())
                 return
 
-    def _stats(self, seg: Segmenter | None) -> PipelineStats:
-        w = self.worker.stats
+    def _stats(self) -> PipelineStats:
+        policy = self.stream.policy
+        seg, st = policy.segmenter, policy.stats
         src = self._source.stats if self._source is not None else None
         return PipelineStats(
             audio_clock=self.ring.audio_clock,
             level_dbfs=seg.level_dbfs if seg else -120.0,
             speech=bool(seg and seg.in_speech),
             gain_db=seg.gain_db if seg else 0.0,
-            step_ms=w.last_step_ms,
-            rtf=w.rtf,
+            step_ms=st.last_step_s * 1000,
+            rtf=st.rtf,
             latency_s=self._last_latency,
             dropped_samples=max(self.ring.dropped_samples, src.dropped_samples if src else 0),
-            skipped_partials=w.skipped_partials + self.mailbox.replaced,
+            skipped_partials=st.shed_partials,
             subscribers=self.server.subscriber_count if self.server else 0,
             paused=self.paused,
         )

@@ -1,4 +1,4 @@
-"""A recording through segmenter and streaming decoder, on a simulated or a real-time clock.
+"""A recording through the stream policy and the scheduler, on a simulated or a real-time clock.
 
 Used by ``transcribe --mode streaming``, ``eval`` and ``bench``. On the simulated clock the
 audio is replayed as fast as the model allows, yet every event carries the audio clock it would
@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from glmasr_live.audio.segmenter import Segmenter, SegmenterSettings
+from glmasr_live.audio.segmenter import SegmenterSettings
 from glmasr_live.captioning import CaptionBuilder
-from glmasr_live.events import SAMPLE_RATE, CaptionEvent, SpeechEnd, SpeechStart
+from glmasr_live.events import SAMPLE_RATE, CaptionEvent
+from glmasr_live.policy import PolicySettings, StreamPolicy
 
 FRAME = SAMPLE_RATE * 30 // 1000  # the segmenter's 30 ms frame
 
@@ -74,52 +76,32 @@ class ReplaySettings:
 
 def replay(
     audio: np.ndarray,
-    decoder,
+    decoder: Any,
     settings: ReplaySettings | None = None,
     segmenter: SegmenterSettings | None = None,
     builder: CaptionBuilder | None = None,
 ) -> Iterator[CaptionEvent]:
-    """Yield caption events for ``audio`` (16 kHz mono) as they would appear live."""
+    """Yield caption events for ``audio`` (16 kHz mono) as they would appear live: the stream
+    policy and the scheduler of the live path, one stream, driven without threads."""
+    from glmasr_live.asr.scheduler import Scheduler
+
     st = settings or ReplaySettings()
-    seg = Segmenter(segmenter)
     clock = RealtimeClock() if st.realtime else SimulatedClock()
-    build = builder or CaptionBuilder()
-    n = len(audio)
-    pos = 0  # samples fed to the segmenter
-    utt: SpeechStart | None = None
-    fed = 0  # absolute index up to which the decoder has the utterance's audio
-    next_step = 0
-
-    def finish(end: SpeechEnd) -> CaptionEvent:
-        nonlocal utt
-        assert utt is not None
-        decoder.feed(audio[fed : end.sample])
-        hyp = decoder.finish()
-        clock.spent(hyp.step_seconds)
-        ev = build.caption(utt.utterance, utt.sample, hyp, clock.now())
-        utt = None
-        return ev
-
+    policy = StreamPolicy(builder, PolicySettings(interval_s=st.interval_s, partials=st.partials), segmenter)
+    out: list[CaptionEvent] = []
+    sched = Scheduler(lambda: decoder)
+    stream = sched.open(policy, clock, out.extend)
+    n, pos = len(audio), 0
     while pos < n:
         clock.wait_until((pos + FRAME) / SAMPLE_RATE)
         target = min(n, max(pos + FRAME, int(clock.now() * SAMPLE_RATE)))
-        records = seg.feed(audio[pos:target])
+        stream.feed(audio[pos:target])
         pos = target
-        for r in records:
-            if isinstance(r, SpeechStart):
-                utt, fed = r, r.sample
-                decoder.start()
-                next_step = r.sample + int(st.interval_s * SAMPLE_RATE)
-            elif utt is not None:
-                yield finish(r)
-        if utt is not None and st.partials and pos >= next_step:
-            decoder.feed(audio[fed:pos])
-            fed = pos
-            hyp = decoder.step()
-            clock.spent(hyp.step_seconds)
-            yield build.caption(utt.utterance, utt.sample, hyp, clock.now())
-            # adaptive pacing: the next step waits for the interval or for this step, whichever is later
-            next_step = max(pos + int(st.interval_s * SAMPLE_RATE), int(clock.now() * SAMPLE_RATE))
-    for r in seg.flush():
-        if isinstance(r, SpeechEnd) and utt is not None:
-            yield finish(r)
+        sched.run_round()
+        yield from out
+        out.clear()
+    stream.end()
+    while not stream.finished.is_set():
+        sched.run_round()
+        yield from out
+        out.clear()

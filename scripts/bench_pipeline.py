@@ -110,7 +110,7 @@ def idle_cpu(seconds: float, tmp: Path) -> dict[str, float]:
     return {
         "seconds": w1 - w0,
         "cpu_share_of_one_core_pct": 100 * cpu / (w1 - w0),
-        "model_steps": live.worker.stats.steps,
+        "model_steps": live.stream.policy.stats.steps,
     }
 
 

@@ -142,17 +142,18 @@ def test_worker_exception_reported_and_next_utterance_captioned(three_utterances
     live = LivePipeline(PipelineSettings(input=str(path), realtime=False, model="demo", ws=None))
     events = live.events()
     live.start()
-    dec = live.worker.decoder
-    real_finish = dec.finish
+    dec = live.stream.decoder
+    real_plan = dec.plan
     calls = {"n": 0}
 
-    def failing_finish(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:  # the first final step fails once; the worker reports and retries
-            raise RuntimeError("injected fault")
-        return real_finish(*args, **kwargs)
+    def failing_plan(final, **kwargs):
+        if final:
+            calls["n"] += 1
+            if calls["n"] == 1:  # the first final step fails once; the scheduler reports and retries
+                raise RuntimeError("injected fault")
+        return real_plan(final, **kwargs)
 
-    dec.finish = failing_finish
+    dec.plan = failing_plan
     got = list(events)
     live.stop()
     status = [e for e in got if e.type == "status" and e.status == "worker_error"]
@@ -171,20 +172,21 @@ def test_slow_model_skips_partials_never_finals_latency_bounded(three_utterances
     live = LivePipeline(PipelineSettings(input=str(path), realtime=True, model="demo", ws=None))
     events = live.events()
     live.start()
-    dec = live.worker.decoder
-    real_step = dec.step
+    dec = live.stream.decoder
+    real_plan = dec.plan
     slow = threading.Event()
 
-    def slow_step():
-        slow.wait(1.0)  # emulates a slow device: the step itself takes 1 s
-        return real_step()
+    def slow_plan(final, **kwargs):
+        if not final:
+            slow.wait(1.0)  # emulates a slow device: the partial step itself takes 1 s
+        return real_plan(final, **kwargs)
 
-    dec.step = slow_step
+    dec.plan = slow_plan
     got = list(events)
     live.stop()
     finals = [e for e in got if e.type == "final"]
     assert [f.utterance for f in finals] == [0, 1, 2]
-    assert live.mailbox.replaced > 0
+    assert live.stream.policy.stats.shed_partials > 0
     assert any(e.type == "status" and e.status == "behind" for e in got)
     partials = [e for e in got if e.type == "partial"]
     lags = [e.audio_clock - e.end for e in partials]

@@ -45,10 +45,7 @@ def _drive(engine, audios, offsets, settings, batched):
                 plans.append((k, dec.plan(final=False)))
             else:
                 plans.append((k, dec.plan(final=True)))
-        if batched:
-            hyps = decode_round([p for _, p in plans])
-        else:
-            hyps = [decode_round([p])[0] for _, p in plans]
+        hyps = decode_round([p for _, p in plans]) if batched else [decode_round([p])[0] for _, p in plans]
         for (k, plan), h in zip(plans, hyps, strict=True):
             phases = [max(phases[0], len(decs[k].block_bounds)), max(phases[1], decs[k].stats.retirements)]
             ids[k].append(h.ids)

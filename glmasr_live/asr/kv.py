@@ -128,7 +128,12 @@ class RoundCache:
         self.is_compileable = False
 
     def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: object, **kw: object
+        self,
+        key_states: torch.Tensor,
+        value_states: torch.Tensor,
+        layer_idx: int,
+        *args: object,
+        **kw: object,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         w, n = self.write[layer_idx], key_states.shape[-2]
         self.keys[layer_idx][:, :, w : w + n] = key_states

@@ -51,7 +51,9 @@ def _lm(engine: Any) -> Any:
 
 
 @torch.inference_mode()
-def extend_prefix(engine: Any, store: SlotStore, slot: Slot, embeds: torch.Tensor, keep: bool) -> torch.Tensor:
+def extend_prefix(
+    engine: Any, store: SlotStore, slot: Slot, embeds: torch.Tensor, keep: bool
+) -> torch.Tensor:
     """Run ``embeds`` (n, hidden) after ``slot``'s prefix; hidden states (n, hidden).
 
     ``keep`` makes them part of the prefix (a closed block); otherwise they are scratch."""
@@ -115,7 +117,9 @@ def lm_round(engine: Any, store: SlotStore, rows: list[LmRow]) -> list[list[int]
     mask = _causal(valid[:, : write + n_max], write, n_max, dtype)
     hidden = run_lm(lm, embeds, cache, mask=mask, positions=positions)[:, -1]
     next_pos = torch.tensor([s.length + n for s, n in zip(slots, lengths, strict=True)], device=dev)
-    outs = _greedy(engine, lm, cache, hidden, valid, write + n_max, next_pos, [by_index.get(s.index) for s in slots])
+    outs = _greedy(
+        engine, lm, cache, hidden, valid, write + n_max, next_pos, [by_index.get(s.index) for s in slots]
+    )
     return [outs[r.slot.index - lo] for r in rows]
 
 

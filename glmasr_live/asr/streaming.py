@@ -34,7 +34,7 @@ from glmasr_live.asr.kv import Slot
 from glmasr_live.asr.prompt import PromptParts
 from glmasr_live.asr.rounds import LmRow, extend_prefix, lm_round, slot_store
 from glmasr_live.asr_defaults import CONTEXT_S
-from glmasr_live.events import SAMPLE_RATE, join_text
+from glmasr_live.events import SAMPLE_RATE, Hypothesis, join_text
 
 
 @dataclass(frozen=True)
@@ -65,27 +65,6 @@ class StreamingSettings:
     pause_margin_s: float = 0.3
     step_tokens: float = 12.0
     context_s: float | None = CONTEXT_S
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """What one step produced for the current utterance.
-
-    ``end_sample`` is the utterance-relative sample the hypothesis covers up to. ``committed``
-    and ``tentative`` are the utterance's text; ``ids`` and ``committed_ids`` are the tokens of
-    the prompt's answer, which covers the audio from ``context_start`` on (the text before it
-    was retired from the prompt).
-    """
-
-    committed: str
-    tentative: str
-    end_sample: int
-    final: bool
-    step_seconds: float
-    ids: tuple[int, ...] = ()
-    committed_ids: tuple[int, ...] = ()
-    context_start: int = 0
-    forced: int = 0  # how many of ``ids`` were forced (committed before the step)
 
 
 @dataclass
@@ -181,6 +160,11 @@ class StreamingDecoder:
     @property
     def samples(self) -> int:
         return len(self._audio) + sum(len(c) for c in self._chunks)
+
+    @property
+    def open_samples(self) -> int:
+        """Audio fed since the last closed block (what the next step encodes)."""
+        return self.samples - self._open_start()
 
     @property
     def committed_text(self) -> str:

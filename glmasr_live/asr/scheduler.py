@@ -1,0 +1,307 @@
+"""The scheduler: one thread owns the model and runs the decode steps of many streams in rounds.
+
+Each round takes the due work of every stream (a stream's ``StreamPolicy`` says what it wants),
+finals first, then partials of the streams that have waited longest, up to ``max_rows`` rows
+and a token budget; the rest waits for the next round (a waiting partial is taken again with
+newer audio, never queued stale). The round runs as one batch (``decode_round``: the open
+blocks through the encoder together, one batched LM pass over every stream's own cached
+prefix). Each stream keeps its own decoder (its caches); a stream that ends gives them back at
+once. Single-stream live captioning, file replay, eval and the benchmarks are this scheduler
+with one stream (``run_round`` drives it without a thread on a simulated clock).
+
+A round that raises is rerun one stream at a time, so one stream's fault does not cost the
+others their step; a stream whose step fails twice gets a status event, its utterance is
+replayed from its start next time, and a final that cannot be computed becomes the last
+partial's text (no final is lost). Repeated faults rebuild that stream's decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from glmasr_live.events import SAMPLE_RATE, CaptionEvent, Work
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[list[CaptionEvent]], None]
+
+
+class StreamClock(Protocol):
+    """A stream's audio clock: seconds of its audio that have arrived."""
+
+    def now(self) -> float: ...
+
+    def spent(self, seconds: float) -> None: ...
+
+
+class WallAudioClock:
+    """The clock of a live stream: ``now`` is read from the source (e.g. the ring buffer)."""
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self.now = read  # type: ignore[method-assign]
+
+    def now(self) -> float:  # pragma: no cover - replaced per instance
+        return 0.0
+
+    def spent(self, seconds: float) -> None:
+        pass  # the audio kept arriving by itself
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """Fields:
+    max_rows: streams batched into one round (1: one step at a time, the comparison policy).
+    token_budget: LM tokens (prefilled + generated) a round may hold; a row always fits alone.
+    """
+
+    max_rows: int = 64
+    token_budget: int = 16384
+
+
+@dataclass
+class SchedulerStats:
+    rounds: int = 0
+    rows: int = 0
+    last_round_s: float = 0.0
+    compute_s: float = 0.0
+    errors: int = 0
+    restarts: int = 0
+
+
+class StreamHandle:
+    """One stream registered with a scheduler: feed it audio; its events go to ``emit``."""
+
+    MAX_FAILURES = 3
+
+    def __init__(self, scheduler: Scheduler, policy: Any, clock: StreamClock, emit: Emit, name: str) -> None:
+        self.scheduler, self.policy, self.clock, self.emit, self.name = scheduler, policy, clock, emit, name
+        self.lock = threading.Lock()
+        self.decoder: Any = None
+        self.failures = 0
+        self.finished = threading.Event()
+
+    def feed(self, samples: Any) -> None:
+        with self.lock:
+            self.policy.feed(samples)
+        self.scheduler.wake()
+
+    def gap(self, missing: int) -> None:
+        with self.lock:
+            self.policy.gap(missing)
+        self.scheduler.wake()
+
+    def set_paused(self, paused: bool) -> None:
+        with self.lock:
+            self.policy.pause() if paused else self.policy.resume()
+        self.scheduler.wake()
+
+    def end(self) -> None:
+        """No more audio: the open utterance's final is computed, then the stream is freed."""
+        with self.lock:
+            self.policy.end()
+        self.scheduler.wake()
+
+    def _pending(self) -> bool:
+        with self.lock:
+            return bool(self.policy.pending())
+
+
+class Scheduler:
+    """See the module docstring. ``make_decoder()`` builds one stream's decoder."""
+
+    def __init__(self, make_decoder: Callable[[], Any], settings: SchedulerSettings | None = None) -> None:
+        self.make_decoder = make_decoder
+        self.settings = settings or SchedulerSettings()
+        self.stats = SchedulerStats()
+        self._streams: list[StreamHandle] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ streams
+
+    def open(self, policy: Any, clock: StreamClock, emit: Emit, name: str = "") -> StreamHandle:
+        h = StreamHandle(self, policy, clock, emit, name or f"stream{len(self._streams)}")
+        with self._cond:
+            self._streams.append(h)
+        return h
+
+    @property
+    def streams(self) -> int:
+        with self._cond:
+            return len(self._streams)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ the thread
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="asr-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop after the current round (streams not ended lose nothing already emitted)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or self._any_pending(), timeout=0.5)
+                if self._stop:
+                    return
+            try:
+                self.run_round()
+            except Exception:  # noqa: BLE001 - the thread must survive anything a round does
+                log.exception("scheduler round failed")
+
+    def _any_pending(self) -> bool:
+        return any(h._pending() or h.policy.done for h in self._streams)
+
+    # ------------------------------------------------------------------ a round
+
+    def run_round(self) -> int:
+        """Take the due work of all streams, run it as one batch, emit the events; rows run."""
+        rows = self._select()
+        if rows:
+            t0 = time.perf_counter()
+            results = self._compute(rows)
+            elapsed = time.perf_counter() - t0
+            self.stats.rounds += 1
+            self.stats.rows += len(rows)
+            self.stats.last_round_s = elapsed
+            self.stats.compute_s += elapsed
+            for clock in {id(h.clock): h.clock for h, _ in rows}.values():
+                clock.spent(elapsed)
+            for (h, work), hyp in zip(rows, results, strict=True):
+                self._deliver(h, work, hyp, elapsed)
+        self._retire_finished()
+        return len(rows)
+
+    def _select(self) -> list[tuple[StreamHandle, Work]]:
+        with self._cond:
+            streams = list(self._streams)
+        taken: list[tuple[StreamHandle, Work]] = []
+        for h in streams:
+            with h.lock:
+                w = h.policy.take(h.clock.now())
+            if w is not None:
+                taken.append((h, w))
+        taken.sort(key=lambda hw: (hw[1].kind != "final", hw[1].due))
+        chosen: list[tuple[StreamHandle, Work]] = []
+        tokens = 0
+        for h, w in taken:
+            cost = self._cost(h, w)
+            if chosen and (
+                len(chosen) >= self.settings.max_rows or tokens + cost > self.settings.token_budget
+            ):
+                with h.lock:
+                    h.policy.requeue(w)
+                continue
+            chosen.append((h, w))
+            tokens += cost
+        return chosen
+
+    def _cost(self, h: StreamHandle, w: Work) -> int:
+        """LM tokens the step will hold: its open block's audio tokens and a generous tail."""
+        d = h.decoder
+        open_s = (len(w.audio) + (0 if w.restart or d is None else d.open_samples)) / SAMPLE_RATE
+        return int(open_s * 12.5 * 2) + 32
+
+    def _prepare(self, h: StreamHandle, w: Work) -> Any:
+        if h.decoder is None:
+            h.decoder = self.make_decoder()
+        d = h.decoder
+        if w.restart:
+            d.release()
+            d.start()
+        d.feed(w.audio)
+        return d.plan(final=w.kind == "final")
+
+    def _compute(self, rows: list[tuple[StreamHandle, Work]]) -> list[Any]:
+        from glmasr_live.asr.streaming import decode_round
+
+        try:
+            return decode_round([self._prepare(h, w) for h, w in rows])
+        except Exception:  # noqa: BLE001 - find the stream at fault: rerun each alone
+            if len(rows) == 1:
+                return [self._alone(*rows[0], first_error=traceback.format_exc())]
+            log.warning("batched round failed; rerunning its %d streams one at a time", len(rows))
+            return [self._alone(h, w) for h, w in rows]
+
+    def _alone(self, h: StreamHandle, w: Work, first_error: str | None = None) -> Any:
+        """Rerun one stream's work from its utterance's start; None if it fails again."""
+        from glmasr_live.asr.streaming import decode_round
+
+        for attempt in range(2):
+            if attempt or first_error is None:
+                try:
+                    with h.lock:
+                        retry = h.policy.retry(w)
+                    return decode_round([self._prepare(h, retry)])[0]
+                except Exception:  # noqa: BLE001
+                    first_error = traceback.format_exc()
+            self._fault(h, w, first_error)
+        return None
+
+    def _fault(self, h: StreamHandle, w: Work, trace: str) -> None:
+        self.stats.errors += 1
+        h.failures += 1
+        log.error("ASR step failed on %s work of %s utterance %d:\n%s", w.kind, h.name, w.utterance, trace)
+        line = trace.strip().splitlines()[-1] if trace.strip() else "error"
+        events = [h.policy.status("worker_error", line, h.clock.now())]
+        _free_accelerator_memory(trace)
+        if h.decoder is not None:
+            h.decoder.release()
+        if h.failures >= h.MAX_FAILURES:
+            self.stats.restarts += 1
+            h.failures = 0
+            events.append(h.policy.status("worker_restart", "restarting the stream's decoder", h.clock.now()))
+            h.decoder = None
+        h.emit(events)
+
+    def _deliver(self, h: StreamHandle, w: Work, hyp: Any, elapsed: float) -> None:
+        with h.lock:
+            if hyp is None:
+                events = h.policy.failed(w, h.clock.now(), give_up=True)
+            else:
+                h.failures = 0
+                events = h.policy.complete(w, hyp, elapsed, h.clock.now())
+        if w.kind == "final" and h.decoder is not None:
+            h.decoder.release()  # the utterance's caches go back at once
+        if events:
+            h.emit(events)
+
+    def _retire_finished(self) -> None:
+        with self._cond:
+            done = [h for h in self._streams if h.policy.done]
+            self._streams = [h for h in self._streams if not h.policy.done]
+        for h in done:
+            if h.decoder is not None:
+                h.decoder.release()
+                h.decoder = None
+            h.finished.set()
+
+
+def _free_accelerator_memory(trace: str) -> None:
+    if "out of memory" not in trace.lower():
+        return
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
