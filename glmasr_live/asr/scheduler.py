@@ -123,6 +123,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self.on_finished: Callable[[StreamHandle], None] | None = None  # after a stream is freed
 
     # ------------------------------------------------------------------ streams
 
@@ -294,6 +295,8 @@ class Scheduler:
                 h.decoder.release()
                 h.decoder = None
             h.finished.set()
+            if self.on_finished is not None:
+                self.on_finished(h)
 
 
 def _free_accelerator_memory(trace: str) -> None:
