@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-DEFAULT_MODEL = "zai-org/GLM-ASR-Nano-2512"
+from glmasr_live.option_table import CONTEXT_MAX_S, CONTEXT_S  # the one source of both
 
-CONTEXT_S = 10.0
-"""Closed audio (seconds) the streaming decoder keeps in its prompt before settled text leaves it."""
-CONTEXT_MAX_S = 3600.0
-"""Largest ``--context`` accepted (0 keeps the whole utterance in the prompt)."""
+__all__ = ["CONTEXT_MAX_S", "CONTEXT_S", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "zai-org/GLM-ASR-Nano-2512"

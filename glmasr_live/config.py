@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.asr_defaults import CONTEXT_S, DEFAULT_MODEL
+from glmasr_live.asr_defaults import DEFAULT_MODEL
 from glmasr_live.errors import ConfigError
+from glmasr_live.option_table import AGREEMENT, CONTEXT_S, ENDPOINT_S, INTERVAL_S, OPTIONS, VAD_SENSITIVITY
 
 ENV_PREFIX = "GLMASR_LIVE_"
 
@@ -53,11 +54,11 @@ class PipelineSettings:
     device: str = "auto"
     dtype: str = "auto"
     prompt: str | None = None
-    encoder_padding: str = "full"
-    agreement: int = 2
-    interval_s: float = 0.5
-    vad_sensitivity: float = 0.5
-    endpoint_s: float = 0.2
+    encoder_padding: str = OPTIONS["encoder_padding"].default
+    agreement: int = AGREEMENT
+    interval_s: float = INTERVAL_S
+    vad_sensitivity: float = VAD_SENSITIVITY
+    endpoint_s: float = ENDPOINT_S
     context_s: float = CONTEXT_S
     ws: str | None = "127.0.0.1:8765"
     ws_token: str | None = None

@@ -36,6 +36,7 @@ from glmasr_live.events import (
     WorkKind,
     fallback_final,
 )
+from glmasr_live.option_table import INTERVAL_S
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class PolicySettings:
     behind_report_s: stream seconds between two ``behind`` status events.
     """
 
-    interval_s: float = 0.5
+    interval_s: float = INTERVAL_S
     partials: bool = True
     max_lag_s: float = 3.0
     keep_s: float = 6.0

@@ -20,6 +20,7 @@ import numpy as np
 from glmasr_live.audio.segmenter import SegmenterSettings
 from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent
+from glmasr_live.option_table import INTERVAL_S
 from glmasr_live.policy import PolicySettings, StreamPolicy
 
 FRAME = SAMPLE_RATE * 30 // 1000  # the segmenter's 30 ms frame
@@ -69,7 +70,7 @@ class ReplaySettings:
     partials: emit partial captions (False: finals only).
     """
 
-    interval_s: float = 0.5
+    interval_s: float = INTERVAL_S
     realtime: bool = False
     partials: bool = True
 

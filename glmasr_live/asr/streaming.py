@@ -33,8 +33,8 @@ from glmasr_live.asr.engine import AsrEngine
 from glmasr_live.asr.kv import Slot
 from glmasr_live.asr.prompt import PromptParts
 from glmasr_live.asr.rounds import LmRow, extend_prefix, lm_round, slot_store
-from glmasr_live.asr_defaults import CONTEXT_S
 from glmasr_live.events import SAMPLE_RATE, Hypothesis, join_text
+from glmasr_live.option_table import AGREEMENT, CONTEXT_S
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class StreamingSettings:
         it (their text stays committed); 0 or None keeps the whole utterance. Needs ``commit``.
     """
 
-    agreement: int = 2
+    agreement: int = AGREEMENT
     commit: bool = True
     encoder_padding: Padding = "full"
     close_blocks: Literal["pause", "window"] = "pause"

@@ -34,6 +34,7 @@ import numpy as np
 
 from glmasr_live.audio.frames import DIGITAL_SILENCE_DB, FrameAnalyser
 from glmasr_live.events import SAMPLE_RATE, SpeechEnd, SpeechStart
+from glmasr_live.option_table import ENDPOINT_S, HANGOVER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +88,8 @@ class SegmenterSettings:
     frame_ms: int = 30
     pre_roll_s: float = 0.3
     post_roll_s: float = 0.3
-    hangover_s: float = 0.5
-    endpoint_s: float = 0.2
+    hangover_s: float = HANGOVER_S
+    endpoint_s: float = ENDPOINT_S
     clear_margin_db: float = 2.0
     min_speech_s: float = 0.15
     max_utterance_s: float = 30.0

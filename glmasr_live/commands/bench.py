@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from glmasr_live.commands.options import add_context_argument, positive_float
+from glmasr_live.option_table import add_option
 
 POLICIES = ("offline", "streaming-full", "streaming-none", "naive")
 
@@ -25,7 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "float64"])
     p.add_argument("--seconds", type=positive_float, default=60.0, help="monologue length (default 60)")
-    p.add_argument("--interval", type=positive_float, default=0.5, help="partial interval (default 0.5 s)")
+    add_option(p, "interval")
     p.add_argument(
         "--policies", default=",".join(POLICIES), help=f"comma-separated subset of {','.join(POLICIES)}"
     )

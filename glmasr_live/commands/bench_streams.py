@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from glmasr_live.commands.options import positive_float
+from glmasr_live.option_table import add_option
 
 SCHEDULINGS = ("batched", "single")
 
@@ -26,7 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "float64"])
     p.add_argument("--seconds", type=positive_float, default=20.0, help="length of each recording (default 20)")
-    p.add_argument("--interval", type=positive_float, default=0.5, help="partial interval (default 0.5 s)")
+    add_option(p, "interval")
     p.add_argument("--streams", default=None, help="comma-separated N to run (default: 1, 2, 4, ... doubling)")
     p.add_argument("--max-streams", type=int, default=64, help="largest N of the doubling (default 64)")
     p.add_argument(

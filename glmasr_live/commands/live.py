@@ -10,8 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.asr_defaults import CONTEXT_MAX_S, CONTEXT_S, DEFAULT_MODEL
-from glmasr_live.commands.options import add_context_argument, add_endpoint_argument
+from glmasr_live.asr_defaults import DEFAULT_MODEL
 from glmasr_live.config import (
     PipelineSettings,
     coerce,
@@ -19,6 +18,7 @@ from glmasr_live.config import (
     load_config_file,
 )
 from glmasr_live.errors import ConfigError
+from glmasr_live.option_table import OPTIONS, add_option, parse
 
 # name -> default; every live flag defaults to None on the command line so that an absent flag
 # can fall back to the environment and the config file.
@@ -38,12 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "no_ws": False,
     "ws_token": "",
     "no_tui": False,
-    "encoder_padding": "full",
-    "interval": 0.5,
-    "agreement": 2,
-    "vad_sensitivity": 0.5,
-    "endpoint": 0.2,
-    "context": CONTEXT_S,
+    **{name: opt.default for name, opt in OPTIONS.items()},  # the streaming options' one table
 }
 
 
@@ -76,12 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-ws", action="store_true", default=None, help="no websocket server")
     g.add_argument("--ws-token", help="token websocket clients must present (required off loopback)")
     g.add_argument("--no-tui", action="store_true", default=None, help="plain caption lines on stdout")
-    g.add_argument("--encoder-padding", choices=["full", "none"], help="see `transcribe --help`")
-    g.add_argument("--interval", type=float, help="seconds between partial captions (default 0.5)")
-    g.add_argument("--agreement", type=int, help="LocalAgreement-n (default 2)")
-    g.add_argument("--vad-sensitivity", type=float, help="0 (strict) .. 1 (catch everything), default 0.5")
-    add_endpoint_argument(g, default=False)
-    add_context_argument(g, default=False)
+    for name in OPTIONS:
+        add_option(g, name, default=False)
     g.add_argument(
         "--config", type=Path, help="TOML config file (default: ~/.config/glmasr-live/config.toml)"
     )
@@ -107,16 +98,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
 
 
 def settings_from(values: dict[str, Any]) -> PipelineSettings:
-    if not 0.0 <= float(values["vad_sensitivity"]) <= 1.0:
-        raise ConfigError("--vad-sensitivity must be between 0 and 1")
-    if not 0.0 <= float(values["endpoint"]) <= 0.5:
-        raise ConfigError("--endpoint must be between 0 and 0.5 seconds (the hangover)")
-    if not 0.0 <= float(values["context"]) <= CONTEXT_MAX_S:
-        raise ConfigError(f"--context must be between 0 (keep everything) and {CONTEXT_MAX_S:g} seconds")
-    if float(values["interval"]) <= 0:
-        raise ConfigError("--interval must be > 0")
-    if int(values["agreement"]) < 1:
-        raise ConfigError("--agreement must be at least 1")
+    values = {**values, **{name: parse(name, values[name]) for name in OPTIONS}}  # one check each
     if values["realtime"] and not values["input"]:
         raise ConfigError("--realtime needs --input FILE")
     s = PipelineSettings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from glmasr_live.errors import ConfigError
+from glmasr_live.option_table import add_option
 
 
 def positive_float(text: str) -> float:
@@ -37,45 +37,14 @@ def add_endpoint_argument(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: bool = True
 ) -> None:
     """``--endpoint``: how soon a clearly silent pause ends an utterance (and brings its final)."""
-    from glmasr_live.audio.segmenter import SegmenterSettings
-
-    s = SegmenterSettings()
-    parser.add_argument(
-        "--endpoint",
-        type=endpoint_seconds,
-        default=s.endpoint_s if default else None,
-        metavar="SECONDS",
-        help=f"a clearly silent pause this long ends the utterance and brings its final (default "
-        f"{s.endpoint_s}); 0 waits for the full {s.hangover_s} s hangover, for longer utterances",
-    )
+    add_option(parser, "endpoint", default)
 
 
 def add_context_argument(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: bool = True
 ) -> None:
     """``--context``: closed audio the streaming decoder keeps in its prompt."""
-    from glmasr_live.asr_defaults import CONTEXT_S as d
-
-    parser.add_argument(
-        "--context",
-        type=context_seconds,
-        default=d if default else None,
-        metavar="SECONDS",
-        help=f"closed audio the decoder keeps in its prompt; beyond it, settled text leaves the "
-        f"prompt so long utterances cost the same per step (default {d:g}; 0 keeps it all)",
-    )
-
-
-def context_seconds(text: str) -> float:
-    from glmasr_live.asr_defaults import CONTEXT_MAX_S
-
-    return float_between(text, 0.0, CONTEXT_MAX_S, " (0 keeps everything)")
-
-
-def endpoint_seconds(text: str) -> float:
-    from glmasr_live.audio.segmenter import SegmenterSettings
-
-    return float_between(text, 0.0, SegmenterSettings().hangover_s, " (the hangover)")
+    add_option(parser, "context", default)
 
 
 def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
@@ -107,26 +76,13 @@ def engine_settings(args: argparse.Namespace, warmup: bool = True) -> Any:
 
 def add_streaming_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("streaming")
-    g.add_argument(
-        "--encoder-padding",
-        choices=["full", "none"],
-        default="full",
-        help="full: pad blocks to the model's window as upstream; none: true length (faster)",
-    )
-    g.add_argument("--interval", type=positive_float, default=0.5, help="seconds between partial captions")
-    g.add_argument("--agreement", type=int, default=2, help="LocalAgreement-n: hypotheses that must agree")
-    g.add_argument(
-        "--vad-sensitivity", type=unit_float, default=0.5, help="0 (strict) .. 1 (catch everything)"
-    )
-    add_endpoint_argument(g)
-    add_context_argument(g)
+    for name in ("encoder_padding", "interval", "agreement", "vad_sensitivity", "endpoint", "context"):
+        add_option(g, name)
 
 
 def streaming_settings(args: argparse.Namespace) -> Any:
     from glmasr_live.asr.streaming import StreamingSettings
 
-    if args.agreement < 1:
-        raise ConfigError("--agreement must be at least 1")
     return StreamingSettings(
         agreement=args.agreement, encoder_padding=args.encoder_padding, context_s=args.context
     )

@@ -6,21 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from glmasr_live.commands.options import add_endpoint_argument, unit_float
-
-DEFAULT_SENSITIVITY = 0.5
+from glmasr_live.commands.options import add_endpoint_argument
+from glmasr_live.option_table import add_option
 
 
 def add_sensitivity_argument(parser: argparse.ArgumentParser) -> None:
     """``--vad-sensitivity``: the one segmenter knob users get (the live command shares it)."""
-    parser.add_argument(
-        "--vad-sensitivity",
-        type=unit_float,
-        default=DEFAULT_SENSITIVITY,
-        metavar="X",
-        help="0..1: higher catches fainter speech (whispers) but fires more easily in noise "
-        f"(default {DEFAULT_SENSITIVITY})",
-    )
+    add_option(parser, "vad_sensitivity")
 
 
 def register(subparsers: Any) -> None:
