@@ -58,10 +58,12 @@ class SchedulerSettings:
     """Fields:
     max_rows: streams batched into one round (1: one step at a time, the comparison policy).
     token_budget: LM tokens (prefilled + generated) a round may hold; a row always fits alone.
+    finals_alone: a round with finals in it takes no partials (end of speech → final first).
     """
 
     max_rows: int = 64
     token_budget: int = 16384
+    finals_alone: bool = True
 
 
 @dataclass
@@ -202,13 +204,16 @@ class Scheduler:
             if w is not None:
                 taken.append((h, w))
         taken.sort(key=lambda hw: (hw[1].kind != "final", hw[1].due))
+        finals = self.settings.finals_alone and any(w.kind == "final" for _, w in taken)
         chosen: list[tuple[StreamHandle, Work]] = []
         tokens = 0
         for h, w in taken:
             cost = self._cost(h, w)
-            if chosen and (
-                len(chosen) >= self.settings.max_rows or tokens + cost > self.settings.token_budget
-            ):
+            # A round that carries finals carries no partials: a final waits for its own round
+            # only, and the partials follow in the next one (with newer audio).
+            behind_final = finals and w.kind == "partial"
+            full = len(chosen) >= self.settings.max_rows or tokens + cost > self.settings.token_budget
+            if chosen and (full or behind_final):
                 with h.lock:
                     h.policy.requeue(w)
                 continue
