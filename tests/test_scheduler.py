@@ -124,3 +124,22 @@ def test_thousand_streams_opened_fed_and_closed_leave_memory_flat(tiny_engine_fa
         assert held == first  # no stream's slot or scheduler entry is left behind
         assert cap.scheduler.streams == 0
     assert rss[999] - rss[99] < 25, rss
+
+
+def test_bench_streams_command_prints_table_and_writes_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "streams.json"
+    cmd = [sys.executable, "-m", "glmasr_live", "bench-streams", "--streams", "2", "--seconds", "5", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "largest N held" in proc.stdout and "batched" in proc.stdout and "single" in proc.stdout
+    data = json.loads(out.read_text())
+    rows = {r["scheduling"]: r for r in data["results"]}
+    assert set(rows) == {"batched", "single"}
+    for r in rows.values():
+        assert r["streams"] == 2 and r["finals"] >= 2 and r["final_p95"] is not None
+        assert r["compute_per_audio_s"] > 0 and r["kv_mib_per_stream"] > 0
+    assert data["meta"]["largest_n_held"].keys() == {"batched", "single"}

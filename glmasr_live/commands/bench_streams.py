@@ -41,6 +41,8 @@ def _counts(args: argparse.Namespace) -> list[int]:
     from glmasr_live.errors import ConfigError
 
     if args.streams is None:
+        if args.max_streams < 1:
+            raise ConfigError(f"--max-streams {args.max_streams}: must be at least 1")
         out, n = [], 1
         while n <= args.max_streams:
             out.append(n)
