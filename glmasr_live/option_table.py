@@ -10,6 +10,7 @@ torch or webrtcvad here: ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +36,8 @@ def _float_in(low: float, high: float | None, note: str = "", open_low: bool = F
             v = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"not a number: {value!r}") from None
-        ok = (v > low if open_low else v >= low) and (high is None or v <= high)
-        if not ok:  # also refuses nan
+        ok = (v > low if open_low else v >= low) and (high is None or v <= high) and math.isfinite(v)
+        if not ok:  # also refuses nan and infinity
             if high is None:
                 raise ValueError(f"must be > {low:g}: {value!r}")
             raise ValueError(f"must be between {low:g} and {high:g}{note}: {value!r}")

@@ -19,6 +19,7 @@ own clock (the audio it has been fed); the scheduler thread batches all of their
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,15 +50,22 @@ class LiveStream:
     def __init__(self, captioner: Captioner, name: str, sample_rate: int, channels: int,
                  on_event: Callable[[CaptionEvent], None] | None) -> None:  # fmt: skip
         from glmasr_live.audio.resampler import StreamResampler
+        from glmasr_live.errors import ConfigError
 
+        if not (isinstance(sample_rate, int) and 1000 <= sample_rate <= 768_000):
+            raise ConfigError(
+                f"stream {name!r}: sample_rate {sample_rate!r} is not a rate from 1000 to 768000 Hz"
+            )
+        if not (isinstance(channels, int) and 1 <= channels <= 64):
+            raise ConfigError(f"stream {name!r}: channels {channels!r} is not 1 to 64")
         self.name = name
         self._on_event = on_event
-        self._resampler = StreamResampler(sample_rate, channels) if (sample_rate, channels) != (SAMPLE_RATE, 1) else None
+        self._resampler = (
+            StreamResampler(sample_rate, channels) if (sample_rate, channels) != (SAMPLE_RATE, 1) else None
+        )
         self._channels = channels
         self._clock = _FedClock()
         self._queue: list[CaptionEvent] = []
-        import threading
-
         self._cond = threading.Condition()
         policy = StreamPolicy(CaptionBuilder(), captioner.policy_settings, captioner.segmenter_settings)
         self._handle = captioner.scheduler.open(policy, self._clock, self._deliver, name)
@@ -65,6 +73,10 @@ class LiveStream:
     def feed(self, samples: np.ndarray) -> None:
         """PCM at the stream's rate: float32 in [-1, 1], shape (n,) or (n, channels)."""
         x = np.asarray(samples, np.float32)
+        if x.ndim > 2 or x.size % self._channels:
+            raise ValueError(
+                f"stream {self.name!r}: expected (n,) or (n, {self._channels}) samples, got {x.shape}"
+            )
         if self._resampler is not None:
             x = self._resampler.process(x.reshape(-1, self._channels))
         x = np.nan_to_num(x.reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0)
@@ -127,26 +139,33 @@ class Captioner:
         eng = self.engine
         self.scheduler = Scheduler(lambda: StreamingDecoder(eng, streaming), scheduler)
         self._streams: list[LiveStream] = []
+        self._lock = threading.Lock()
+        self._opened = 0  # open_stream (any thread) vs the scheduler's on_finished
         self.scheduler.on_finished = self._notify_finished
         self.scheduler.start()
 
     def open_stream(self, name: str = "", sample_rate: int = SAMPLE_RATE, channels: int = 1,
                     on_event: Callable[[CaptionEvent], None] | None = None) -> LiveStream:  # fmt: skip
-        s = LiveStream(self, name or f"stream{len(self._streams)}", sample_rate, channels, on_event)
-        self._streams.append(s)
+        with self._lock:
+            self._opened += 1
+            s = LiveStream(self, name or f"stream{self._opened}", sample_rate, channels, on_event)
+            self._streams.append(s)
         return s
 
     def _notify_finished(self, handle: Any) -> None:
-        for s in self._streams:
-            if s._handle is handle:
-                s._finished()
-        self._streams = [s for s in self._streams if s._handle is not handle]
+        with self._lock:
+            done = [s for s in self._streams if s._handle is handle]
+            self._streams = [s for s in self._streams if s._handle is not handle]
+        for s in done:
+            s._finished()
 
     def close(self) -> None:
         """End every stream (their finals are delivered), then stop the scheduler."""
-        for s in list(self._streams):
+        with self._lock:
+            streams = list(self._streams)
+        for s in streams:
             s.end()
-        for s in list(self._streams):
+        for s in streams:
             s.wait(30)
         self.scheduler.stop(10)
 

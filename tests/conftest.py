@@ -71,6 +71,20 @@ def three_utterances(tmp_path_factory):
     return path, refs, audio
 
 
+def bursty(seconds: float, seed: int):
+    """Noise bursts (0.4-1.2 s) separated by clear pauses (0.3-0.6 s), like words and phrases:
+    what makes the streaming decoder close blocks on a tiny random model."""
+    import numpy as np
+
+    sr = 16000
+    rng = np.random.default_rng(seed)
+    out = []
+    while sum(len(x) for x in out) < seconds * sr:
+        out.append((rng.standard_normal(int(rng.uniform(0.4, 1.2) * sr)) * 0.1).astype(np.float32))
+        out.append(np.zeros(int(rng.uniform(0.3, 0.6) * sr), np.float32))
+    return np.concatenate(out)[: int(seconds * sr)]
+
+
 def cer(ref: str, hyp: str) -> float:
     import jiwer
 

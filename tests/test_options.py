@@ -73,6 +73,15 @@ def test_bad_flag_refused_by_argparse_in_every_command(name, command, capsys):
     assert OPTIONS[name].flag in err
 
 
+@pytest.mark.parametrize("value", ["inf", "nan", "x"])
+def test_non_finite_and_non_numbers_refused(value, tmp_path):
+    from glmasr_live.errors import ConfigError
+
+    for name in ("interval", "endpoint", "context", "vad_sensitivity"):
+        with pytest.raises(ConfigError, match=f"^{OPTIONS[name].flag} "):
+            _live_values([], {f"GLMASR_LIVE_{name.upper()}": value}, tmp_path)
+
+
 def test_good_values_from_every_source(tmp_path):
     s = _live_values(["--interval", "0.3"], {"GLMASR_LIVE_CONTEXT": "4"}, tmp_path, 'endpoint = 0.1\nagreement = 3')
     assert (s.interval_s, s.context_s, s.endpoint_s, s.agreement) == (0.3, 4.0, 0.1, 3)

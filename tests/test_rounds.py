@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import bursty
 
 from glmasr_live.asr.rounds import slot_store
 from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings, decode_round
 
 SR = 16000
 STEP = SR // 2
-
-
-def _bursty(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out = []
-    while sum(len(x) for x in out) < seconds * SR:
-        out.append((rng.standard_normal(int(rng.uniform(0.4, 1.2) * SR)) * 0.1).astype(np.float32))
-        out.append(np.zeros(int(rng.uniform(0.3, 0.6) * SR), np.float32))
-    return np.concatenate(out)[: int(seconds * SR)]
 
 
 def _drive(engine, audios, offsets, settings, batched):
@@ -61,7 +53,7 @@ def _drive(engine, audios, offsets, settings, batched):
 def test_batched_rounds_equal_each_stream_alone_tiny(tiny_engine_factory, seed, padding):
     engine = tiny_engine_factory(seed=seed, chunk_length=4)
     settings = StreamingSettings(encoder_padding=padding, min_block_s=1.5, step_tokens=6)
-    audios = [_bursty(s, seed * 10 + k) for k, s in enumerate((2.5, 9.0, 12.0, 4.0))]
+    audios = [bursty(s, seed * 10 + k) for k, s in enumerate((2.5, 9.0, 12.0, 4.0))]
     offsets = [3, 0, 1, 0]  # one joins late: first block next to others' closed blocks and finals
     alone, _, _ = _drive(engine, audios, offsets, settings, batched=False)
     before = len(slot_store(engine).slots)

@@ -75,6 +75,23 @@ def test_resampled_stereo_stream(demo_engine, clips):
     assert len(finals) == 1 and cer(ref, finals[0].text) <= 0.15
 
 
+def test_bad_stream_parameters_and_samples_are_one_clear_error(tiny_engine_factory):
+    from glmasr_live.errors import ConfigError
+    from glmasr_live.streams import Captioner
+
+    with Captioner(engine=tiny_engine_factory(seed=0, dtype="float32")) as cap:
+        with pytest.raises(ConfigError, match="sample_rate 0"):
+            cap.open_stream("a", sample_rate=0)
+        with pytest.raises(ConfigError, match="channels 0"):
+            cap.open_stream("b", channels=0)
+        s = cap.open_stream("c", sample_rate=48000, channels=2)
+        with pytest.raises(ValueError, match=r"\(n, 2\)"):
+            s.feed(np.zeros(3, np.float32))
+        s.feed(np.full((480, 2), np.nan, np.float32))  # non-finite samples become silence
+        s.end()
+        assert s.wait(30)
+
+
 def test_one_streams_fault_does_not_disturb_the_others(demo_engine, clips):
     from glmasr_live.streams import Captioner
 

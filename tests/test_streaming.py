@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import bursty
 
 from glmasr_live.asr.agreement import LocalAgreement, agreed_prefix_units, split_units
 from glmasr_live.asr.blocks import find_pause
@@ -11,16 +12,6 @@ from glmasr_live.asr.prompt import reference_hypothesis
 from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings
 
 SR = 16000
-
-
-def _bursty(seconds: float, seed: int) -> np.ndarray:
-    """Noise bursts (0.4-1.2 s) separated by clear pauses (0.3-0.6 s), like words and phrases."""
-    rng = np.random.default_rng(seed)
-    out = []
-    while sum(len(x) for x in out) < seconds * SR:
-        out.append((rng.standard_normal(int(rng.uniform(0.4, 1.2) * SR)) * 0.1).astype(np.float32))
-        out.append(np.zeros(int(rng.uniform(0.3, 0.6) * SR), np.float32))
-    return np.concatenate(out)[: int(seconds * SR)]
 
 
 def _run(decoder: StreamingDecoder, audio: np.ndarray, step: int, check=None):
@@ -41,7 +32,7 @@ def test_cached_step_equals_from_scratch_at_every_step(tiny_engine_factory, seed
     engine = tiny_engine_factory(seed=seed, chunk_length=4)
     settings = StreamingSettings(encoder_padding=padding, min_block_s=1.5, step_tokens=6)
     dec = StreamingDecoder(engine, settings)
-    audio = _bursty(7.0, seed)
+    audio = bursty(7.0, seed)
     checked = []
 
     def check(h, forced):
@@ -58,7 +49,7 @@ def test_cached_step_equals_from_scratch_at_every_step(tiny_engine_factory, seed
 @pytest.mark.parametrize("seed", [0, 3])
 def test_commit_off_window_blocks_final_equals_generate(tiny_engine_factory, seed):
     engine = tiny_engine_factory(seed=seed, chunk_length=4)
-    audio = _bursty(10.0, seed + 10)
+    audio = bursty(10.0, seed + 10)
     dec = StreamingDecoder(engine, StreamingSettings(commit=False, close_blocks="window"))
     _run(dec, audio, 7000)
     final = dec.finish(max_new_tokens=40)
@@ -70,7 +61,7 @@ def test_commit_off_window_blocks_final_equals_generate(tiny_engine_factory, see
 
 def test_commit_off_pause_blocks_final_equals_offline_same_bounds(tiny_engine_factory):
     engine = tiny_engine_factory(seed=5, chunk_length=4)
-    audio = _bursty(11.0, 7)
+    audio = bursty(11.0, 7)
     dec = StreamingDecoder(engine, StreamingSettings(commit=False, min_block_s=1.5))
     _run(dec, audio, SR // 2)
     bounds = dec.block_bounds
@@ -82,7 +73,7 @@ def test_commit_off_pause_blocks_final_equals_offline_same_bounds(tiny_engine_fa
 def test_each_closed_block_encoded_once_prefix_prefilled_once(tiny_engine_factory):
     engine = tiny_engine_factory(seed=1, chunk_length=4)
     dec = StreamingDecoder(engine, StreamingSettings(min_block_s=1.5))
-    audio = _bursty(12.0, 3)
+    audio = bursty(12.0, 3)
     hyps = _run(dec, audio, SR // 2)
     closed = len(dec.block_bounds)
     assert closed >= 2
@@ -104,7 +95,7 @@ def test_each_closed_block_encoded_once_prefix_prefilled_once(tiny_engine_factor
 def test_committed_text_only_grows_and_final_starts_with_it(tiny_engine_factory):
     engine = tiny_engine_factory(seed=2, chunk_length=4)
     dec = StreamingDecoder(engine, StreamingSettings(min_block_s=1.5))
-    hyps = _run(dec, _bursty(8.0, 4), SR // 2)
+    hyps = _run(dec, bursty(8.0, 4), SR // 2)
     prev = ""
     for h in hyps:
         assert h.committed.startswith(prev)

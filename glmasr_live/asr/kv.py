@@ -21,6 +21,7 @@ Why this layout and not a ``DynamicCache`` per stream gathered into a batch each
   contiguous range; rows inside the range without work ride along masked (cheap: their queries
   are padding) instead of being gathered out.
 The store grows by doubling (rows or columns) when needed; that copy is rare and amortised.
+It does not shrink after a peak: like a pool, the next streams reuse its rows.
 """
 
 from __future__ import annotations
@@ -98,9 +99,7 @@ class SlotStore:
                 t[i, :, :n] = t[last.index, :, :n]
             last.index = i
             self.slots[i] = last
-        if not self.slots and self.rows > 64:  # everyone left: give big stores back
-            self.keys, self.values = [], []
-            self._alloc(4, 64)
+        # The store keeps its size after a peak (a pool: the next streams reuse the rows).
 
     @torch.inference_mode()
     def copy_prefix(self, src: Slot, dst: Slot, length: int) -> None:

@@ -6,8 +6,9 @@ and a token budget; the rest waits for the next round (a waiting partial is take
 newer audio, never queued stale). The round runs as one batch (``decode_round``: the open
 blocks through the encoder together, one batched LM pass over every stream's own cached
 prefix). Each stream keeps its own decoder (its caches); a stream that ends gives them back at
-once. Single-stream live captioning, file replay, eval and the benchmarks are this scheduler
-with one stream (``run_round`` drives it without a thread on a simulated clock).
+once. Single-stream live captioning and file replay (``transcribe --mode streaming``, ``eval``)
+are this scheduler with one stream (replay drives ``run_round`` without a thread on a
+simulated clock); ``bench-streams`` and the Python API run it with many.
 
 A round that raises is rerun one stream at a time, so one stream's fault does not cost the
 others their step; a stream whose step fails twice gets a status event, its utterance is
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from glmasr_live.events import SAMPLE_RATE, CaptionEvent, Work
+from glmasr_live.events import CaptionEvent, Work
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ class WallAudioClock:
     """The clock of a live stream: ``now`` is read from the source (e.g. the ring buffer)."""
 
     def __init__(self, read: Callable[[], float]) -> None:
-        self.now = read  # type: ignore[method-assign]
+        self._read = read
 
-    def now(self) -> float:  # pragma: no cover - replaced per instance
-        return 0.0
+    def now(self) -> float:
+        return self._read()
 
     def spent(self, seconds: float) -> None:
         pass  # the audio kept arriving by itself
@@ -221,16 +222,17 @@ class Scheduler:
             tokens += cost
         return chosen
 
-    def _cost(self, h: StreamHandle, w: Work) -> int:
-        """LM tokens the step will hold: its open block's audio tokens and a generous tail."""
-        d = h.decoder
-        open_s = (len(w.audio) + (0 if w.restart or d is None else d.open_samples)) / SAMPLE_RATE
-        return int(open_s * 12.5 * 2) + 32
-
-    def _prepare(self, h: StreamHandle, w: Work) -> Any:
+    def _decoder(self, h: StreamHandle) -> Any:
         if h.decoder is None:
             h.decoder = self.make_decoder()
-        d = h.decoder
+        return h.decoder
+
+    def _cost(self, h: StreamHandle, w: Work) -> int:
+        """LM tokens the step will hold (the decoder knows its open block and forced text)."""
+        return int(self._decoder(h).step_tokens(len(w.audio), w.restart))
+
+    def _prepare(self, h: StreamHandle, w: Work) -> Any:
+        d = self._decoder(h)
         if w.restart:
             d.release()
             d.start()

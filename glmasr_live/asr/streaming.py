@@ -166,6 +166,16 @@ class StreamingDecoder:
         """Audio fed since the last closed block (what the next step encodes)."""
         return self.samples - self._open_start()
 
+    def step_tokens(self, new_samples: int, restart: bool) -> int:
+        """LM tokens the next step will hold with ``new_samples`` more audio: the open block's
+        audio tokens, the instruction, the forced text and the partial step's generation cap
+        (the scheduler's round budget counts these)."""
+        open_samples = new_samples + (0 if restart else self.open_samples)
+        open_s = open_samples / SAMPLE_RATE
+        audio_tokens = open_samples // (8 * self.engine.hop)  # 8 mel frames an audio token
+        forced = 0 if restart else len(self._committed_ids)
+        return audio_tokens + len(self.parts.tail) + forced + int(open_s * self.settings.step_tokens) + 6
+
     @property
     def committed_text(self) -> str:
         """Committed text of the prompt's answer (what is forced)."""

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.commands.options import add_context_argument, positive_float
+from glmasr_live.commands.options import add_bench_model_args, add_context_argument, positive_float
 from glmasr_live.option_table import add_option
 
 POLICIES = ("offline", "streaming-full", "streaming-none", "naive")
@@ -22,9 +22,7 @@ def register(sub: Any) -> None:
         "(both encoder paddings) and the naive re-run-everything policy, plus optional "
         "memory over a long session. --model full = full-size GLM-ASR with random weights.",
     )
-    p.add_argument("--model", default="demo", help="demo (default), full (full-size random), hub id or path")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "float64"])
+    add_bench_model_args(p)
     p.add_argument("--seconds", type=positive_float, default=60.0, help="monologue length (default 60)")
     add_option(p, "interval")
     p.add_argument(

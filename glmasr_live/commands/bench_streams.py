@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.commands.options import positive_float
+from glmasr_live.commands.options import add_bench_model_args, positive_float
 from glmasr_live.option_table import add_option
 
 SCHEDULINGS = ("batched", "single")
@@ -23,9 +23,7 @@ def register(sub: Any) -> None:
         "different recordings in real time through the scheduler, batched and one step at a "
         "time. --model full = full-size GLM-ASR with random weights (scripted text).",
     )
-    p.add_argument("--model", default="demo", help="demo (default), full (full-size random), hub id or path")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "float64"])
+    add_bench_model_args(p)
     p.add_argument("--seconds", type=positive_float, default=20.0, help="length of each recording (default 20)")
     add_option(p, "interval")
     p.add_argument("--streams", default=None, help="comma-separated N to run (default: 1, 2, 4, ... doubling)")

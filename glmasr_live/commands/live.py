@@ -89,10 +89,13 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
     out: dict[str, Any] = {}
     for name, default in DEFAULTS.items():
         value = getattr(args, name, None)
+        # The streaming options are checked once, by their table (settings_from); the rest
+        # are converted to the type of their default here.
+        raw = name in OPTIONS
         if value is None and name in env:
-            value = coerce(f"GLMASR_LIVE_{name.upper()}", env[name], default)
+            value = env[name] if raw else coerce(f"GLMASR_LIVE_{name.upper()}", env[name], default)
         if value is None and name in conf:
-            value = coerce(f"{name} (config file)", conf[name], default)
+            value = conf[name] if raw else coerce(f"{name} (config file)", conf[name], default)
         out[name] = default if value is None else value
     return out
 

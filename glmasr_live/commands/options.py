@@ -47,6 +47,16 @@ def add_context_argument(
     add_option(parser, "context", default)
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")
+
+
+def add_bench_model_args(p: argparse.ArgumentParser) -> None:
+    """The benchmarks' model flags: ``full`` builds the full-size architecture, random weights."""
+    p.add_argument("--model", default="demo", help="demo (default), full (full-size random), hub id or path")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bfloat16 on GPU, float32 on CPU")
+
+
 def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
     from glmasr_live.asr_defaults import DEFAULT_MODEL
 
@@ -60,7 +70,7 @@ def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None)
     g.add_argument(
         "--dtype",
         default="auto",
-        choices=["auto", "float32", "bfloat16", "float16", "float64"],
+        choices=DTYPES,
         help="auto: bfloat16 on GPU, float32 on CPU",
     )
     g.add_argument("--prompt", default=None, help="instruction text (default: the model's own)")
