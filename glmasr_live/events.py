@@ -1,4 +1,4 @@
-"""Records that flow between pipeline stages, and the public caption event (schema v1).
+"""Records that flow between pipeline stages, and the public caption event (schema v2).
 
 Times are seconds of *stream audio* (the 16 kHz sample clock of the input), never wall time,
 except ``wall_time`` which says when an event was emitted on this machine.
@@ -13,7 +13,8 @@ from typing import Any, Literal
 SAMPLE_RATE = 16_000
 """Every stage after the input works on 16 kHz mono float32."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""v2 added ``stream``, ``room`` and ``speaker`` (the server's events); v1 lines still load."""
 
 EventType = Literal["partial", "final", "status"]
 
@@ -37,6 +38,9 @@ class CaptionEvent:
         status: for status events, a short machine-readable code (``behind``, ``worker_error``...).
         message: for status events, a human-readable line.
         lag: how far the stream's captions are behind its audio (seconds) when emitted.
+        stream: the server's id of the stream the event came from (``serve`` only).
+        room: the room the stream publishes into (``serve`` only).
+        speaker: the stream's speaker name (``serve`` only).
     """
 
     type: EventType
@@ -52,6 +56,9 @@ class CaptionEvent:
     status: str | None = None
     message: str | None = None
     lag: float = 0.0
+    stream: str | None = None
+    room: str | None = None
+    speaker: str | None = None
     v: int = field(default=SCHEMA_VERSION)
 
     @property
@@ -63,6 +70,9 @@ class CaptionEvent:
         if self.type != "status":
             d.pop("status")
             d.pop("message")
+        for key in _SERVER_FIELDS:
+            if d[key] is None:
+                del d[key]  # a local session's events carry no stream, room or speaker
         return d
 
     def to_json(self) -> str:
@@ -76,6 +86,9 @@ class CaptionEvent:
     @classmethod
     def from_json(cls, line: str) -> CaptionEvent:
         return cls.from_dict(json.loads(line))
+
+
+_SERVER_FIELDS = ("stream", "room", "speaker")
 
 
 def join_text(committed: str, tentative: str) -> str:

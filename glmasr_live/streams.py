@@ -48,7 +48,8 @@ class LiveStream:
     """One stream of a ``Captioner``: ``feed``, ``end``, then ``events`` or ``wait``."""
 
     def __init__(self, captioner: Captioner, name: str, sample_rate: int, channels: int,
-                 on_event: Callable[[CaptionEvent], None] | None) -> None:  # fmt: skip
+                 on_event: Callable[[CaptionEvent], None] | None,
+                 on_finished: Callable[[], None] | None = None) -> None:  # fmt: skip
         from glmasr_live.audio.resampler import StreamResampler
         from glmasr_live.errors import ConfigError
 
@@ -60,6 +61,7 @@ class LiveStream:
             raise ConfigError(f"stream {name!r}: channels {channels!r} is not 1 to 64")
         self.name = name
         self._on_event = on_event
+        self._on_finished = on_finished
         self._resampler = (
             StreamResampler(sample_rate, channels) if (sample_rate, channels) != (SAMPLE_RATE, 1) else None
         )
@@ -107,6 +109,11 @@ class LiveStream:
                 return
 
     @property
+    def audio_seconds(self) -> float:
+        """Seconds of (16 kHz) audio fed so far: the stream's clock."""
+        return self._clock.now()
+
+    @property
     def stats(self) -> Any:
         return self._handle.policy.stats
 
@@ -121,6 +128,8 @@ class LiveStream:
     def _finished(self) -> None:
         with self._cond:
             self._cond.notify_all()
+        if self._on_finished is not None:
+            self._on_finished()
 
 
 class Captioner:
@@ -145,12 +154,20 @@ class Captioner:
         self.scheduler.start()
 
     def open_stream(self, name: str = "", sample_rate: int = SAMPLE_RATE, channels: int = 1,
-                    on_event: Callable[[CaptionEvent], None] | None = None) -> LiveStream:  # fmt: skip
+                    on_event: Callable[[CaptionEvent], None] | None = None,
+                    on_finished: Callable[[], None] | None = None) -> LiveStream:  # fmt: skip
+        """A new stream. ``on_event`` gets each event and ``on_finished`` is called once its
+        last final is out (both on the scheduler thread: hand them on, never block there)."""
         with self._lock:
             self._opened += 1
-            s = LiveStream(self, name or f"stream{self._opened}", sample_rate, channels, on_event)
+            s = LiveStream(self, name or f"stream{self._opened}", sample_rate, channels, on_event, on_finished)
             self._streams.append(s)
         return s
+
+    def submit(self, job: Callable[[], Any]) -> Any:
+        """Run ``job()`` on the model's thread when no live stream has work due (a background
+        job such as one piece of a file transcription; keep each short). A concurrent future."""
+        return self.scheduler.submit(job)
 
     def _notify_finished(self, handle: Any) -> None:
         with self._lock:

@@ -114,7 +114,7 @@ def test_hello_with_backlog_then_events_match_schema() -> None:
         server.publish(ev(5, "partial", "in progress"))
         async with connect(server.url) as ws:
             hello = json.loads(await ws.recv())
-            assert hello["type"] == "hello" and hello["v"] == 1
+            assert hello["type"] == "hello" and hello["v"] == 2
             assert [f["seq"] for f in hello["finals"]] == [2, 3, 4]  # the last N finals
             assert hello["finals"][-1]["text"] == "final 4 你好"
             partial = json.loads(await ws.recv())

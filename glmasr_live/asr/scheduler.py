@@ -10,6 +10,10 @@ once. Single-stream live captioning and file replay (``transcribe --mode streami
 are this scheduler with one stream (replay drives ``run_round`` without a thread on a
 simulated clock); ``bench-streams`` and the Python API run it with many.
 
+Background jobs (``submit``: the server's file transcriptions, one piece at a time) run on the
+same thread only when a round finds no live work, so they never delay a live stream; a job
+should be short (one piece of audio), since a live step that comes due waits for it.
+
 A round that raises is rerun one stream at a time, so one stream's fault does not cost the
 others their step; a stream whose step fails twice gets a status event, its utterance is
 replayed from its start next time, and a final that cannot be computed becomes the last
@@ -18,6 +22,7 @@ partial's text (no final is lost). Repeated faults rebuild that stream's decoder
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -123,6 +128,7 @@ class Scheduler:
         self.settings = settings or SchedulerSettings()
         self.stats = SchedulerStats()
         self._streams: list[StreamHandle] = []
+        self._jobs: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = []
         self._cond = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -141,6 +147,14 @@ class Scheduler:
         with self._cond:
             return len(self._streams)
 
+    def submit(self, job: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """Run ``job()`` on the scheduler thread when no live work is due; its result comes back."""
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._cond:
+            self._jobs.append((job, done))
+            self._cond.notify()
+        return done
+
     def wake(self) -> None:
         with self._cond:
             self._cond.notify()
@@ -152,10 +166,14 @@ class Scheduler:
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Stop after the current round (streams not ended lose nothing already emitted)."""
+        """Stop after the current round (streams not ended lose nothing already emitted);
+        background jobs not yet run are cancelled."""
         with self._cond:
             self._stop = True
+            jobs, self._jobs = self._jobs, []
             self._cond.notify_all()
+        for _, done in jobs:
+            done.cancel()
         if self._thread is not None:
             self._thread.join(timeout)
             return not self._thread.is_alive()
@@ -164,13 +182,26 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stop or self._any_pending(), timeout=0.5)
+                self._cond.wait_for(lambda: self._stop or self._jobs or self._any_pending(), timeout=0.5)
                 if self._stop:
                     return
             try:
-                self.run_round()
+                if self.run_round() == 0:
+                    self._run_job()
             except Exception:  # noqa: BLE001 - the thread must survive anything a round does
                 log.exception("scheduler round failed")
+
+    def _run_job(self) -> None:
+        with self._cond:
+            if not self._jobs:
+                return
+            job, done = self._jobs.pop(0)
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(job())
+        except BaseException as exc:  # noqa: BLE001 - the submitter gets the error
+            done.set_exception(exc)
 
     def _any_pending(self) -> bool:
         return any(h._pending() or h.policy.done for h in self._streams)

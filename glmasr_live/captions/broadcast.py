@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -187,12 +185,7 @@ class CaptionServer:
             # Exposed beyond this machine: never without a secret.
             self.token = secrets.token_urlsafe(24)
             self.token_generated = True
-        self._hosts = {h.lower().rstrip(".") for h in s.allowed_hosts}
-        if not http.is_loopback(s.host):
-            self._hosts.add(s.host.lower())
-            if s.host in ("0.0.0.0", "::", ""):
-                name = socket.gethostname().lower()
-                self._hosts.update({name, name + ".local"})
+        self._check = http.HostCheck(s.host, s.allowed_hosts, s.allowed_origins)
         self._clients: set[_Subscriber] = set()
         self._finals: deque[CaptionEvent] = deque(maxlen=max(0, s.backlog_finals))
         self._partial: tuple[CaptionEvent, bytes] | None = None
@@ -231,6 +224,7 @@ class CaptionServer:
                 ) from exc
             raise ServerError(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}") from exc
         self._port = self._server.sockets[0].getsockname()[1]
+        self._check.port = self._port
         log.info("caption server on %s (overlay %s)", self.url, self.overlay_url)
 
     async def close(self) -> None:
@@ -354,38 +348,15 @@ class CaptionServer:
         return None  # go on with the websocket handshake
 
     def _host_allowed(self, host_header: str) -> bool:
-        name = http.host_name(host_header)
-        if name is None:
-            return False
-        if name == "localhost" or name.endswith(".localhost") or name in self._hosts:
-            return True
-        try:
-            ipaddress.ip_address(name)
-        except ValueError:
-            return False
-        return True  # an IP literal cannot be rebound to this machine by someone else's DNS
+        return self._check.host_allowed(host_header)
 
     def _origin_allowed(self, origin: str, host_header: str) -> bool:
-        if origin in self.settings.allowed_origins:
-            return True
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https"):
-            return False
-        if parts.netloc.lower() == host_header.lower():
-            return True  # same origin as the (already vetted) Host: our own overlay page
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            return False
-        return port == self._port and self._host_allowed(parts.netloc)
+        return self._check.origin_allowed(origin, host_header)
 
     def _token_ok(self, headers: Headers, query: str) -> bool:
         if self.token is None:
             return True
         supplied = parse_qs(query).get("token", [None])[-1]
-        auth = http.single(headers, "Authorization")
-        if supplied is None and auth is not None and auth[:7].lower() == "bearer ":
-            supplied = auth[7:].strip()
         if supplied is None:
-            return False
-        return hmac.compare_digest(supplied.encode(), self.token.encode())
+            supplied = http.bearer(http.single(headers, "Authorization"))
+        return http.token_matches(supplied, self.token)

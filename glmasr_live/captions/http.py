@@ -3,7 +3,9 @@ the plain responses and the overlay page it serves, the shared text frame, the h
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import socket
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +41,67 @@ def host_name(host_header: str) -> str | None:
     except ValueError:
         return None
     return name.rstrip(".") if name else None
+
+
+class HostCheck:
+    """Which Host headers and browser Origins a server on ``host`` accepts (DNS rebinding and
+    cross-site pages are the threats: any page a user opens may try to reach a local port).
+
+    Loopback names and IP literals are always accepted as Host; other names only when listed
+    (plus the bind address and, bound to all interfaces, this machine's name). An Origin is
+    accepted when it is listed, equals the Host (the server's own pages), or names an accepted
+    host on the server's port. ``port`` is set once the server listens.
+    """
+
+    def __init__(self, host: str, allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()):
+        self.port = 0
+        self.allowed_origins = allowed_origins
+        self._hosts = {h.lower().rstrip(".") for h in allowed_hosts}
+        if not is_loopback(host):
+            self._hosts.add(host.lower())
+            if host in ("0.0.0.0", "::", ""):
+                name = socket.gethostname().lower()
+                self._hosts.update({name, name + ".local"})
+
+    def host_allowed(self, host_header: str | None) -> bool:
+        name = host_name(host_header) if host_header is not None else None
+        if name is None:
+            return False
+        if name == "localhost" or name.endswith(".localhost") or name in self._hosts:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True  # an IP literal cannot be rebound to this machine by someone else's DNS
+
+    def origin_allowed(self, origin: str, host_header: str) -> bool:
+        if origin in self.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https"):
+            return False
+        if parts.netloc.lower() == host_header.lower():
+            return True  # same origin as the (already vetted) Host: the server's own page
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return False
+        return port == self.port and self.host_allowed(parts.netloc)
+
+
+def token_matches(supplied: str | None, expected: str) -> bool:
+    """Constant-time comparison of a presented token with the expected one."""
+    if supplied is None:
+        return False
+    return hmac.compare_digest(supplied.encode(), expected.encode())
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, else None."""
+    if authorization is not None and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
 
 
 def text_frame(data: bytes) -> bytes:

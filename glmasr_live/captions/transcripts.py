@@ -144,16 +144,16 @@ class TranscriptJournal:
 # -- SRT / VTT / TXT ----------------------------------------------------------------------------
 
 
-def _cues(finals: Iterable[CaptionEvent]) -> list[tuple[float, float, str]]:
-    """(start, end, text) per non-empty final, in stream seconds, never going back in time.
+def _cues(finals: Iterable[CaptionEvent]) -> list[tuple[float, float, str, str]]:
+    """(start, end, text, speaker) per non-empty final, in stream seconds, never going back in time.
 
     Stream time going backwards means another run appended to the same journal with a fresh
     clock: its cues are shifted to follow the earlier ones instead of overlapping them.
     """
-    cues: list[tuple[float, float, str]] = []
+    cues: list[tuple[float, float, str, str]] = []
     offset = 0.0
     for event in finals:
-        text = " ".join(event.text.split()).replace("-->", "->")
+        text = _clean(event.text)
         if not text:
             continue
         start = event.start + offset
@@ -161,8 +161,12 @@ def _cues(finals: Iterable[CaptionEvent]) -> list[tuple[float, float, str]]:
             offset += cues[-1][1] - start
             start = cues[-1][1]
         end = max(event.end + offset, start + MIN_CUE_SECONDS)
-        cues.append((start, end, text))
+        cues.append((start, end, text, _clean(event.speaker or "").replace(":", "")))
     return cues
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split()).replace("-->", "->")
 
 
 def _timestamp(seconds: float, sep: str) -> str:
@@ -173,24 +177,35 @@ def _timestamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def _said(text: str, speaker: str) -> str:
+    return f"{speaker}: {text}" if speaker else text
+
+
 def render_srt(finals: Iterable[CaptionEvent]) -> str:
+    """SRT; a speaker's cue reads ``Alice: text``."""
     blocks = [
-        f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n"
-        for i, (a, b, text) in enumerate(_cues(finals), start=1)
+        f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{_said(text, who)}\n"
+        for i, (a, b, text, who) in enumerate(_cues(finals), start=1)
     ]
     return "\n".join(blocks)
 
 
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def render_vtt(finals: Iterable[CaptionEvent]) -> str:
+    """WebVTT; a speaker's cue is a voice span (``<v Alice>text``), as players label speakers."""
     out = ["WEBVTT\n"]
-    for a, b, text in _cues(finals):
-        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        out.append(f"\n{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n")
+    for a, b, text, who in _cues(finals):
+        body = f"<v {_escape(who)}>{_escape(text)}" if who else _escape(text)
+        out.append(f"\n{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{body}\n")
     return "".join(out)
 
 
 def render_txt(finals: Iterable[CaptionEvent]) -> str:
-    return "".join(f"{text}\n" for _, _, text in _cues(finals))
+    """One line per final; a speaker's line reads ``Alice: text``."""
+    return "".join(f"{_said(text, who)}\n" for _, _, text, who in _cues(finals))
 
 
 def write_srt(finals: Iterable[CaptionEvent], path: str | os.PathLike[str]) -> None:
@@ -268,7 +283,8 @@ class TranscriptWriter:
     (the transcript sink's worker) calls ``append`` and ``close``.
     """
 
-    def __init__(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], order_by_start: bool = False) -> None:
+        self.order_by_start = order_by_start
         journals: list[Path] = []
         self.outputs: list[tuple[Path, str]] = []
         for p in map(Path, paths):
@@ -314,6 +330,10 @@ class TranscriptWriter:
 
     def _regenerate(self) -> None:
         finals = self.journal.finals
+        if self.order_by_start:
+            # Several speakers' finals arrive in the order their utterances *ended*; the
+            # derived files read in the order they began (the journal keeps arrival order).
+            finals.sort(key=lambda e: e.start)
         for path, fmt in self.outputs:
             write_atomic(path, _RENDERERS[fmt](finals))
 

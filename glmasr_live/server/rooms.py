@@ -1,0 +1,243 @@
+"""Rooms: where streams publish and viewers read, each with its clock, its feed and its journal.
+
+All of this runs on the server's event loop, except the journal's fsyncs (``RoomJournal``'s
+thread). A room's clock starts when it opens (continuing a journal's last end when the room's
+journal already exists); a stream is placed on it at the moment it connects, so the finals of
+all speakers share one time line. The room renumbers events (``seq`` strictly increasing over
+the room) and stamps ``room``; the feed fans them out to viewers through ``Outbox``es, which
+never wait for a slow reader (latest partial per stream wins, finals are kept, a reader too far
+behind is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+
+from glmasr_live.captions import transcripts
+from glmasr_live.events import CaptionEvent
+
+log = logging.getLogger(__name__)
+
+ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+DEFAULT_ROOM = "default"
+TRANSCRIPT_FORMATS = (".jsonl", ".srt", ".vtt", ".txt")
+
+
+def valid_room(name: str) -> bool:
+    return ROOM_NAME.fullmatch(name) is not None and not name.endswith(".")
+
+
+class Outbox:
+    """One websocket's outgoing messages: never blocks the publisher.
+
+    ``send`` is the socket's send coroutine. Partials are keyed (by stream): a queued partial is
+    replaced by a newer one of its key; finals and status messages are kept, and more than
+    ``limit`` of them waiting drops the reader (``on_drop`` closes it).
+    """
+
+    def __init__(self, send: Callable[[str], Awaitable[None]], limit: int,
+                 on_drop: Callable[[str], None]) -> None:  # fmt: skip
+        self._send = send
+        self._limit = limit
+        self._on_drop = on_drop
+        self._queue: deque[tuple[str | None, str]] = deque()
+        self._kept = 0
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def offer(self, message: str, partial_key: str | None = None) -> None:
+        if self.dropped:
+            return
+        if partial_key is not None:
+            for i, (key, _) in enumerate(self._queue):
+                if key == partial_key:
+                    del self._queue[i]
+                    break
+        else:
+            self._kept += 1
+            if self._kept > self._limit:
+                self.dropped = True
+                self._queue.clear()
+                self._on_drop(f"more than {self._limit} messages behind")
+                return
+        self._queue.append((partial_key, message))
+        self.idle.clear()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                key, message = self._queue.popleft()
+                if key is None:
+                    self._kept -= 1
+                await self._send(message)
+        except Exception as exc:  # noqa: BLE001 - a dead socket: its handler cleans up
+            log.debug("outbox send failed: %s", exc)
+            self.dropped = True
+            self._queue.clear()
+        finally:
+            self._task = None
+            self.idle.set()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (bounded) until everything offered so far has been written."""
+        if not self.idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), timeout)
+
+
+class RoomJournal:
+    """A room's durable transcript: the fsync'd JSONL journal plus SRT/VTT/TXT with speakers.
+
+    ``append`` returns a future that completes once the final is on disk (or fails with the
+    write's error); a thread of its own does the writing, in order.
+    """
+
+    def __init__(self, directory: Path, room: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.paths = [directory / f"{room}{fmt}" for fmt in TRANSCRIPT_FORMATS]
+        self.writer = transcripts.TranscriptWriter(self.paths, order_by_start=True)
+        self._q: queue.Queue[tuple[CaptionEvent, concurrent.futures.Future[None]] | None] = queue.Queue()
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name=f"room-journal-{room}", daemon=True)
+        self._thread.start()
+
+    def path(self, fmt: str) -> Path:
+        return self.paths[TRANSCRIPT_FORMATS.index(fmt)]
+
+    def append(self, event: CaptionEvent) -> concurrent.futures.Future[None]:
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._q.put((event, done))
+        return done
+
+    def _run(self) -> None:
+        while (item := self._q.get()) is not None:
+            event, done = item
+            try:
+                self.writer.append(event)
+                done.set_result(None)
+            except Exception as exc:  # noqa: BLE001 - reported on the stream's socket
+                self.error = exc
+                log.error("room transcript write failed: %s", exc)
+                done.set_exception(exc)
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(30)
+        self.writer.close()
+
+
+class Room:
+    """One meeting: its clock, its streams and speakers, its viewers, its recent finals."""
+
+    def __init__(self, name: str, journal: RoomJournal, backlog: int) -> None:
+        self.name = name
+        self.journal = journal
+        self._base = journal.writer.resume_clock
+        self._t0 = time.monotonic()
+        self._seq = journal.writer.next_seq
+        self.recent: deque[CaptionEvent] = deque(journal.writer.finals[-backlog:] if backlog else (), backlog)
+        self.viewers: set[Outbox] = set()
+        self.streams: set[str] = set()
+        self.origins: dict[str, float] = {}  # speaker -> where their first stream began
+
+    def now(self) -> float:
+        """The room's clock: seconds since it opened (continuing its journal)."""
+        return self._base + (time.monotonic() - self._t0)
+
+    def place(self, speaker: str, resume_at: float | None) -> float:
+        """Where on the room's clock a stream of ``speaker`` starting now begins.
+
+        ``resume_at``: the stream continues an earlier one of this speaker (a reconnect) from
+        that many seconds after that speaker's first stream began.
+        """
+        if resume_at is not None and speaker in self.origins:
+            return self.origins[speaker] + resume_at
+        origin = self.now()
+        self.origins.setdefault(speaker, origin)
+        return origin
+
+    def publish(
+        self, event: CaptionEvent, offset: float
+    ) -> tuple[CaptionEvent, concurrent.futures.Future[None] | None]:
+        """Put one of a stream's events on the room's clock and numbering and fan it out.
+
+        Status events go back to their own stream only; partials and finals go to every viewer.
+        Returns the room's event and, for a final, the future of its journal write.
+        """
+        ev = replace(
+            event, seq=self._seq, room=self.name, start=event.start + offset,
+            end=event.end + offset, audio_clock=event.audio_clock + offset,
+        )  # fmt: skip
+        self._seq += 1
+        if ev.type == "status":
+            return ev, None
+        written = None
+        if ev.type == "final":
+            self.recent.append(ev)
+            written = self.journal.append(ev)
+        message = ev.to_json()
+        key = None if ev.type == "final" else f"p:{ev.stream}"
+        for viewer in list(self.viewers):
+            viewer.offer(message, key)
+        return ev, written
+
+    @property
+    def idle(self) -> bool:
+        return not self.streams and not self.viewers
+
+
+class RoomFull(Exception):
+    """Refused: the close reason (the server, or the room, holds as many streams as it may)."""
+
+
+class Rooms:
+    """The server's rooms by name; a room with no streams and no viewers is let go."""
+
+    def __init__(self, directory: Path, backlog: int, max_rooms: int) -> None:
+        self.directory = directory
+        self.backlog = backlog
+        self.max_rooms = max_rooms
+        self._rooms: dict[str, Room] = {}
+
+    def get(self, name: str) -> Room | None:
+        return self._rooms.get(name)
+
+    def open(self, name: str) -> Room:
+        room = self._rooms.get(name)
+        if room is None:
+            if len(self._rooms) >= self.max_rooms:
+                raise RoomFull(f"server full: {self.max_rooms} rooms open")
+            room = Room(name, RoomJournal(self.directory, name), self.backlog)
+            self._rooms[name] = room
+        return room
+
+    def release(self, room: Room) -> None:
+        """Let an idle room go (its journal is closed; reopening it continues the journal)."""
+        if room.idle and self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
+            room.journal.close()
+
+    def transcript_path(self, name: str, fmt: str) -> Path:
+        return self.directory / f"{name}{fmt}"
+
+    @property
+    def all(self) -> list[Room]:
+        return list(self._rooms.values())
+
+    def stream_count(self) -> int:
+        return sum(len(r.streams) for r in self._rooms.values())
