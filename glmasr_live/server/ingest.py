@@ -4,7 +4,10 @@ Query: ``encoding=s16le|f32le`` (s16le), ``sample_rate`` (16000), ``channels`` (
 (``default``), ``name`` (generated), ``resume_at`` (seconds: this connection continues the
 speaker's earlier stream from there, as the browser page does after a network drop). Binary
 frames are interleaved PCM; the one text frame understood is ``{"type":"end"}``. The server
-sends a ``hello`` (the stream's id, room and speaker), then caption events (schema v2).
+sends a ``hello`` (the stream's id, room and speaker), then caption events (schema v2), and
+every ``ACK_S`` of audio an ``{"type":"ack","audio":SECONDS}`` (audio received so far, in the
+stream's own seconds): a client that reconnects after a drop resends from its last ack with
+``resume_at`` = that ack, and loses nothing.
 
 Close codes: 1000 after the stream's last final (end, idle), 1001 server shutting down, 1003
 text where audio was expected, 1007 a frame that is not the announced audio, 1008 a bad
@@ -32,6 +35,7 @@ from glmasr_live.server.sessions import StreamSession
 log = logging.getLogger(__name__)
 
 MAX_NAME = 64
+ACK_S = 0.25
 
 
 class BadRequest(ValueError):
@@ -124,7 +128,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     outbox.offer(json.dumps(hello, ensure_ascii=False))
     code, reason = 1000, "end of stream"
     try:
-        code, reason = await _receive(ws, ctx, session, decoder, params.sample_rate)
+        code, reason = await _receive(ws, ctx, session, decoder, params.sample_rate, outbox)
     finally:
         # Whatever ended the socket, the open utterance's final is computed, journaled, sent.
         await session.finish(ctx.settings.close_timeout_s)
@@ -140,10 +144,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _receive(ws: web.WebSocketResponse, ctx: Any, session: StreamSession,
-                   decoder: pcm.PcmDecoder, rate: int) -> tuple[int, str]:  # fmt: skip
+                   decoder: pcm.PcmDecoder, rate: int, outbox: Outbox) -> tuple[int, str]:  # fmt: skip
     """Feed the socket's audio until it ends; the close code and reason to answer with."""
     s = ctx.settings
     pace = pcm.Pace(s.max_speed, s.burst_s)
+    acked = 0.0
     stop = asyncio.ensure_future(ctx.stopping.wait())
     try:
         while True:
@@ -165,6 +170,9 @@ async def _receive(ws: web.WebSocketResponse, ctx: Any, session: StreamSession,
                         f"audio faster than {s.max_speed:g}x real time; send files to POST /v1/audio/transcriptions"
                     )
                 session.feed(samples)
+                if pace.audio_s - acked >= ACK_S:
+                    acked = pace.audio_s
+                    outbox.offer(json.dumps({"type": "ack", "audio": round(acked, 4)}), "ack")
             elif msg.type == WSMsgType.TEXT:
                 if _is_end(msg.data):
                     return 1000, "end of stream"
