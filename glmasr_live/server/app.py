@@ -180,9 +180,8 @@ def announce(ctx: ServerContext, out: Any = None) -> None:
     print(f"  microphone page: {base}/mic?room=default&name=Alice{pub}", file=out)
     print(f"  room page:       {base}/rooms/default?{view.lstrip('&')}".rstrip("?"), file=out)
     print(f"  OBS overlay:     {base}/overlay?room=default{view}", file=out)
-    print(f"  audio in:        ws://{host}:{ctx.port}/v1/ingest?room=default&name=Bob", file=out)
     if ctx.access.generated:
-        print(
-            f"  generated tokens: publish={ctx.access.publish_token} view={ctx.access.view_token}", file=out
-        )
+        tokens = f"publish={ctx.access.publish_token} view={ctx.access.view_token}"
+        print(f"  generated tokens: {tokens}", file=out)
+    print(f"  audio in:        ws://{host}:{ctx.port}/v1/ingest?room=default&name=Bob{pub}", file=out)
     out.flush()
