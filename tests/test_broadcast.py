@@ -130,7 +130,7 @@ def test_hello_with_backlog_then_events_match_schema() -> None:
             bad_final = {**received[3], "tentative": "not allowed"}
             bad_partial = {**received[1], "status": "behind", "message": "x"}
             assert not validator.is_valid(bad_final) and not validator.is_valid(bad_partial)
-            assert not validator.is_valid({**received[3], "speaker": "A"})
+            assert not validator.is_valid({**received[3], "speakr": "A"})
             assert server.subscriber_count == 1
 
     run(main, backlog_finals=3)
