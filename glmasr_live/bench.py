@@ -17,7 +17,7 @@ import gc
 import json
 import resource
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,18 +59,9 @@ def build_engine(model: str, device: str, dtype: str) -> Any:
     settings = EngineSettings(model=model, device=device, dtype=dtype, repetition_guard=True)
     if model != "full":
         return AsrEngine(settings)
-    import torch
-    from transformers import GlmAsrConfig, GlmAsrForConditionalGeneration
+    from glmasr_live.asr.full import full_size_engine
 
-    from glmasr_live.asr.tiny import build_char_tokenizer, build_processor
-
-    tok = build_char_tokenizer()
-    proc = build_processor(tok, chunk_length=30)
-    torch.manual_seed(0)
-    # The real architecture and sizes; only the audio token id follows the local tokenizer.
-    config = GlmAsrConfig(audio_token_id=int(tok.convert_tokens_to_ids("<|pad|>")))  # type: ignore[arg-type]
-    m = GlmAsrForConditionalGeneration(config)
-    return AsrEngine(replace(settings, warmup=False), model=m, processor=proc)
+    return full_size_engine(settings)
 
 
 def monologue(seconds: float, seed: int = 0) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -269,10 +260,11 @@ def memory_session(engine: Any, minutes: float, seed: int = 3) -> dict[str, Any]
         "rss_last_minute_mib": float(np.mean(last)),
         "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    if engine.device.type == "cuda":
-        import torch
+    from glmasr_live.asr.full import accelerator_peak_mib
 
-        out["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    peak = accelerator_peak_mib(engine.device)
+    if peak is not None:
+        out["gpu_peak_mib"] = peak
     return out
 
 

@@ -203,19 +203,12 @@ def padded(detect: Detector, seconds: float = 0.3) -> Detector:
 
 def silero_detector() -> Detector | None:
     """silero-vad with its default settings, or None when it is not installed."""
-    try:
-        import torch
-        from silero_vad import get_speech_timestamps, load_silero_vad
-    except ImportError:
+    from glmasr_live.asr.silero import silero_speech
+
+    speech = silero_speech()
+    if speech is None:
         return None
-    model = load_silero_vad()
-
-    def detect(audio: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            stamps = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio)), model)
-        return _mask(len(audio), [(s["start"], s["end"]) for s in stamps])
-
-    return detect
+    return lambda audio: _mask(len(audio), speech(audio))
 
 
 def detectors(

@@ -1,0 +1,57 @@
+"""The layering rules the README states, checked on the source (module-level and local imports)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "glmasr_live"
+
+# library -> the only places (package-relative paths, prefixes) that may import it
+ONLY_IN = {
+    "torch": ("asr/",),
+    "transformers": ("asr/",),
+    "textual": ("tui/",),
+    "sounddevice": ("audio/capture.py", "audio/devices.py"),
+    "aiohttp": ("server/",),
+}
+# package -> subpackages it must not import (imports go downward)
+NOT_FROM = {
+    "asr/": ("glmasr_live.server", "glmasr_live.tui", "glmasr_live.captions", "glmasr_live.commands"),
+    "audio/": ("glmasr_live.asr", "glmasr_live.server", "glmasr_live.tui", "glmasr_live.commands"),
+    "captions/": ("glmasr_live.server", "glmasr_live.tui", "glmasr_live.commands"),
+    "server/": ("glmasr_live.tui", "glmasr_live.commands", "glmasr_live.pipeline"),
+    "policy.py": ("glmasr_live.asr", "glmasr_live.server", "glmasr_live.captions"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_heavy_libraries_are_imported_only_where_the_readme_says():
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        for name in _imports(path):
+            top = name.split(".")[0]
+            allowed = ONLY_IN.get(top)
+            if allowed is not None and not rel.startswith(allowed):
+                bad.append(f"{rel} imports {name}")
+    assert not bad, bad
+
+
+def test_imports_go_downward():
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        for prefix, banned in NOT_FROM.items():
+            if rel.startswith(prefix):
+                bad += [f"{rel} imports {n}" for n in _imports(path) if n.startswith(banned)]
+    assert not bad, bad
