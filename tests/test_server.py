@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from pathlib import Path
 
 import aiohttp
@@ -298,3 +299,36 @@ def test_a_failing_step_is_a_status_event_on_that_stream_only(captioner, speech,
     assert not [m for m in fine if m.get("type") == "status"]
     fin = finals(fine)
     assert len(fin) == 1 and cer(ref, fin[0]["text"]) <= 0.15
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs filled to the last byte (needs root and mount, as in CI's container)."""
+    import subprocess
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 512)
+        os.close(fd)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_a_full_disk_still_sends_the_final_and_says_the_transcript_failed(captioner, speech, full_disk):
+    audio, ref = speech["bob"]
+    with RunningServer(captioner, full_disk) as srv:
+        got, close = asyncio.run(ingest(srv.ws("/v1/ingest?room=disk&name=Bob"), audio))
+    fin = finals(got)
+    assert len(fin) == 1 and cer(ref, fin[0]["text"]) <= 0.15
+    errors = [m for m in got if m.get("status") == "transcript_error"]
+    assert errors and "No space left" in errors[0]["message"], got
+    assert close[0] == 1000
