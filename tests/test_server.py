@@ -227,6 +227,21 @@ def test_limits_full_server_too_fast_and_idle(captioner, speech, tmp_path):
         asyncio.run(main())
 
 
+def test_a_full_room_refuses_while_other_rooms_accept(captioner, tmp_path):
+    with RunningServer(captioner, tmp_path, max_streams_per_room=1) as srv:
+
+        async def main() -> None:
+            async with websockets.connect(srv.ws("/v1/ingest?room=a")) as first:
+                await first.recv()
+                async with websockets.connect(srv.ws("/v1/ingest?room=a")) as second:
+                    await _drain(second)
+                    assert second.close_code == 1013 and "room full" in second.close_reason
+                async with websockets.connect(srv.ws("/v1/ingest?room=b")) as other:
+                    assert json.loads(await other.recv())["type"] == "hello"
+
+        asyncio.run(main())
+
+
 def test_tokens_origin_and_host_off_loopback(captioner, tmp_path):
     with RunningServer(
         captioner, tmp_path, host="0.0.0.0", publish_token="pub-secret", view_token="view-secret"
