@@ -100,3 +100,17 @@ def test_processor_windows_are_whole_audio_tokens_and_the_engine_reads_the_hop()
     inputs = proc.apply_transcription_request([np.zeros(6 * 16000 + 2 * 8 * 240, np.float32)])
     assert inputs["input_features"].shape[-1] == 6 * 16000 // 240  # 400 frames a window
     assert int((inputs["input_ids"] == engine.audio_token_id).sum()) == 50 + 2  # a window, then 2 tokens
+
+
+def test_full_size_architecture_matches_the_real_model():
+    """``--model full``: the real sizes, the LM head its own (2.26 B parameters, not 2.136 B)."""
+    import torch
+    from transformers import GlmAsrForConditionalGeneration
+
+    from glmasr_live.asr.engine import parameter_count
+    from glmasr_live.asr.full import full_size_config
+
+    with torch.device("meta"):  # sizes only: no memory, no time
+        model = GlmAsrForConditionalGeneration(full_size_config(59260))
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+    assert 2.25e9 < parameter_count(model) < 2.27e9

@@ -63,6 +63,11 @@ class EngineSettings:
     threads: int | None = None
 
 
+def parameter_count(model: Any) -> int:
+    """Parameters, shared weights (a tied head) counted once."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
 def resolve_model_path(model: str) -> str:
     if model == "demo":
         if not (DEMO_MODEL_DIR / "config.json").exists():
@@ -192,9 +197,10 @@ class AsrEngine:
             model = model.to(self.device, self.dtype).eval()
         self.model = model
         self.processor = processor
+        self.parameters = parameter_count(model)
         if self.device.type == "cpu":
             threads = self.settings.threads
-            if threads is None and sum(p.numel() for p in model.parameters()) < 50_000_000:
+            if threads is None and self.parameters < 50_000_000:
                 threads = 1
             if threads:
                 torch.set_num_threads(threads)

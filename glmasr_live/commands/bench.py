@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append(bench.run_naive(engine, utts, script, args.interval, args.naive_steps))
     meta = {
         "model": args.model,
+        "parameters": engine.parameters,
         "device": str(engine.device),
         "dtype": str(engine.dtype).replace("torch.", ""),
         "window_s": engine.window_seconds,
