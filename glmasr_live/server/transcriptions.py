@@ -25,7 +25,7 @@ import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,12 @@ class Options:
             except ValueError:
                 t = math.nan
             if not 0.0 <= t <= 1.0:
-                raise ApiError(400, "temperature must be a number from 0 to 1", "temperature", "invalid_value")
-        wanted = tuple(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
+                raise ApiError(
+                    400, "temperature must be a number from 0 to 1", "temperature", "invalid_value"
+                )
+        wanted = tuple(
+            fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", [])
+        )
         bad = [g for g in wanted if g not in GRANULARITIES]
         if bad:
             raise ApiError(400, "timestamp_granularities[] takes segment and/or word",
@@ -104,9 +108,7 @@ class Upload:
     filename: str = "file"
     received: bool = False
     size: int = 0
-
-    def __post_init__(self) -> None:
-        self.fields: dict[str, list[str]] = {}
+    fields: dict[str, list[str]] = field(default_factory=dict)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -127,6 +129,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return _answer(result, opts, ctx.captioner.engine.model_name)
     except ApiError as exc:
         return exc.response()
+    except ConnectionError:
+        return web.Response(status=499)  # the client went away mid-upload: nobody reads this
     except Exception:  # noqa: BLE001 - a request must never take the server down
         log.exception("file transcription failed")
         return ApiError(500, "the transcription failed on the server", None, "internal_error").response()
@@ -141,7 +145,9 @@ async def _read_form(request: web.Request, upload: Upload, limit: int) -> None:
     if request.content_length is not None and request.content_length > limit:
         raise too_big  # refused before reading: aiohttp drains (bounded) what the client still sends
     if request.content_type != "multipart/form-data":
-        raise ApiError(400, "send the file as multipart/form-data (a 'file' field)", None, "invalid_content_type")
+        raise ApiError(
+            400, "send the file as multipart/form-data (a 'file' field)", None, "invalid_content_type"
+        )
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -156,7 +162,9 @@ async def _read_form(request: web.Request, upload: Upload, limit: int) -> None:
     except ConnectionError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a malformed body makes aiohttp raise
-        raise ApiError(400, f"malformed multipart body ({type(exc).__name__})", None, "invalid_multipart") from exc
+        raise ApiError(
+            400, f"malformed multipart body ({type(exc).__name__})", None, "invalid_multipart"
+        ) from exc
     if not upload.received:
         raise ApiError(400, "the 'file' field is required (the audio to transcribe)", "file", "missing_file")
 
@@ -173,7 +181,13 @@ async def _save_file(part: BodyPartReader, upload: Upload, limit: int, too_big: 
             upload.size += len(chunk)
             if upload.size > limit:
                 raise too_big
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as exc:  # the server's disk, not the client's body, is at fault
+                log.error("cannot store an upload in %s: %s", upload.path.parent, exc)
+                raise ApiError(
+                    507, "the server has no room to store the upload", None, "storage_full"
+                ) from None
 
 
 async def _save_field(part: BodyPartReader, upload: Upload, limit: int, too_big: ApiError) -> None:
@@ -185,7 +199,9 @@ async def _save_field(part: BodyPartReader, upload: Upload, limit: int, too_big:
         if upload.size > limit:
             raise too_big
         if len(data) > MAX_FIELD_BYTES:
-            raise ApiError(400, f"field {name[:40]!r} is over {MAX_FIELD_BYTES} bytes", name[:40], "invalid_value")
+            raise ApiError(
+                400, f"field {name[:40]!r} is over {MAX_FIELD_BYTES} bytes", name[:40], "invalid_value"
+            )
     try:
         upload.fields.setdefault(name, []).append(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -292,5 +308,10 @@ async def models(request: web.Request) -> web.StreamResponse:
     refused = ctx.refuse(request, "view")
     if refused is not None:
         return ApiError(refused.status, (refused.text or "forbidden").strip(), None, "forbidden").response()
-    model = {"id": ctx.captioner.engine.model_name, "object": "model", "created": 0, "owned_by": "glmasr-live"}
+    model = {
+        "id": ctx.captioner.engine.model_name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "glmasr-live",
+    }
     return web.json_response({"object": "list", "data": [model]}, headers={"Cache-Control": "no-store"})
