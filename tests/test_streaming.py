@@ -244,3 +244,31 @@ def test_transcribe_cli_streams_a_long_utterance_with_a_trimmed_prompt(tmp_path)
     finals = [e for e in events if e["type"] == "final"]
     assert len(finals) == 1 and finals[0]["end"] - finals[0]["start"] > 15  # one long utterance
     assert jiwer.wer(ref, finals[0]["text"]) <= 0.05
+
+
+def test_prompt_parts_equal_the_processors_tokenization(demo_engine, tiny_engine_factory):
+    """The decoder tokenizes the prompt around the audio itself: it must be the processor's."""
+    from glmasr_live.asr.prompt import PromptParts
+    from glmasr_live.errors import ModelLoadError
+
+    for engine in (demo_engine, tiny_engine_factory(0)):
+        parts = PromptParts.of(engine)
+        assert parts is PromptParts.of(engine)  # once per engine
+        assert parts.head and parts.tail
+    # A tokenizer that adds special tokens of its own would make the two differ: refused.
+    engine = tiny_engine_factory(1)
+    tok = engine.tokenizer
+    original = tok.__class__.__call__
+
+    def with_bos(self, text, *a, add_special_tokens=True, **k):
+        out = original(self, text, *a, add_special_tokens=add_special_tokens, **k)
+        if not add_special_tokens:
+            out["input_ids"] = [tok.convert_tokens_to_ids("<|user|>")] + list(out["input_ids"])
+        return out
+
+    tok.__class__ = type("Drifting", (tok.__class__,), {"__call__": with_bos})
+    try:
+        with pytest.raises(ModelLoadError, match="differs from the processor"):
+            PromptParts(engine)
+    finally:
+        tok.__class__ = tok.__class__.__mro__[1]

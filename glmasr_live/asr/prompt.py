@@ -40,18 +40,50 @@ def run_lm(
 
 
 class PromptParts:
-    """The prompt around the audio tokens, taken from the processor's own chat template."""
+    """The prompt around the audio tokens, taken from the processor's own chat template.
+
+    The decoder tokenizes the text around the audio itself (it prefills the head once and the
+    tail after each block); built once per engine and instruction, and checked against the
+    processor's own tokenization of the same request, so a tokenizer that adds special tokens
+    or merges across the audio placeholder cannot make the two silently differ.
+    """
 
     def __init__(self, engine: AsrEngine, instruction: str | None = None):
         proc = engine.processor
-        text = proc.apply_transcription_request(
-            np.zeros(SAMPLE_RATE, np.float32), prompt=instruction or engine.prompt, tokenize=False
-        )[0]
+        prompt = instruction or engine.prompt
+        probe = np.zeros(SAMPLE_RATE, np.float32)
+        text = proc.apply_transcription_request(probe, prompt=prompt, tokenize=False)[0]
         head, _, tail = text.partition(proc.audio_token)
         # The template has one audio placeholder, expanded by the processor into N of them.
         tok = engine.tokenizer
         self.head = list(tok(head, add_special_tokens=False).input_ids)
         self.tail = list(tok(tail, add_special_tokens=False).input_ids)
+        self._check(engine, proc.apply_transcription_request(probe, prompt=prompt)["input_ids"][0].tolist())
+
+    def _check(self, engine: AsrEngine, reference: list[int]) -> None:
+        audio = engine.audio_token_id
+        n = sum(1 for t in reference if t == audio)
+        mine = self.head + [audio] * n + self.tail
+        if mine != reference:
+            from glmasr_live.errors import ModelLoadError
+
+            at = next(
+                (i for i, (a, b) in enumerate(zip(mine, reference, strict=False)) if a != b),
+                min(len(mine), len(reference)),
+            )
+            raise ModelLoadError(
+                f"the decoder's prompt differs from the processor's tokenization at token {at} "
+                f"({mine[at : at + 4]} vs {reference[at : at + 4]}): this model's tokenizer or chat "
+                "template is not supported by the streaming decoder"
+            )
+
+    @classmethod
+    def of(cls, engine: AsrEngine, instruction: str | None = None) -> PromptParts:
+        """The engine's parts for ``instruction`` (built and checked once per engine)."""
+        cache: dict[str | None, PromptParts] = engine.__dict__.setdefault("_prompt_parts", {})
+        if instruction not in cache:
+            cache[instruction] = cls(engine, instruction)
+        return cache[instruction]
 
 
 def reference_hypothesis(
@@ -65,7 +97,7 @@ def reference_hypothesis(
 ) -> list[int]:
     """From scratch, no caches: blocks ``bounds`` (plus the open rest) encoded, the whole prompt
     prefilled in one pass, greedy decoding. The exactness tests' and the naive policy's path."""
-    parts = PromptParts(engine, instruction)
+    parts = PromptParts.of(engine, instruction)
     embed = engine.model.get_input_embeddings()
     dev = engine.device
     with torch.inference_mode():

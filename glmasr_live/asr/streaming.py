@@ -112,7 +112,7 @@ class StreamingDecoder:
     ):
         self.engine = engine
         self.settings = settings or StreamingSettings()
-        self.parts = PromptParts(engine, instruction)
+        self.parts = PromptParts.of(engine, instruction)
         self.stats = DecoderStats()
         self._embed = engine.model.get_input_embeddings()
         self._store = slot_store(engine)
