@@ -160,3 +160,14 @@ def test_bench_streams_command_prints_table_and_writes_json(tmp_path):
         assert r["streams"] == 2 and r["finals"] >= 2 and r["final_p95"] is not None
         assert r["compute_per_audio_s"] > 0 and r["kv_mib_per_stream"] > 0
     assert data["meta"]["largest_n_held"].keys() == {"batched", "single"}
+
+
+def test_a_failed_final_keeps_its_partial_text_joined_the_way_it_reads():
+    """The final of an utterance whose last step failed is its last hypothesis: no stray space
+    between CJK characters (it once was ``" ".join``: "你好 世界")."""
+    from glmasr_live.events import Hypothesis, fallback_final
+
+    assert fallback_final(Hypothesis("你好", "世界", 100, False, 0.1), 200).committed == "你好世界"
+    assert fallback_final(Hypothesis("hello", "world", 100, False, 0.1), 200).committed == "hello world"
+    assert fallback_final(Hypothesis("他说", "ok", 100, False, 0.1), 200).committed == "他说ok"
+    assert fallback_final(None, 200).committed == ""
