@@ -94,6 +94,13 @@ class _Clock:
         pass
 
 
+def start_phases(n: int, interval_s: float) -> list[float]:
+    """Each stream's start after the common start, within one partial interval: real speakers'
+    phases differ, so their partials fall due at different moments (the same for every run)."""
+    rng = np.random.default_rng(n)
+    return [float(rng.uniform(0, interval_s)) for _ in range(n)]
+
+
 def run_streams(
     make_decoder: Any, recs: list[Recording], scheduling: str, interval_s: float, engine: Any
 ) -> RunRow:
@@ -105,9 +112,8 @@ def run_streams(
     rows = 64 if scheduling == "batched" else 1
     sched = Scheduler(make_decoder, SchedulerSettings(max_rows=rows))
     events: list[list[CaptionEvent]] = [[] for _ in recs]
-    rng = np.random.default_rng(len(recs))
     t_base = time.monotonic() + 0.2
-    starts = [t_base + float(rng.uniform(0, interval_s)) for _ in recs]  # phases differ
+    starts = [t_base + p for p in start_phases(len(recs), interval_s)]
     handles = []
     for k, (rec, t0) in enumerate(zip(recs, starts, strict=True)):
         policy = StreamPolicy(settings=PolicySettings(interval_s=interval_s))
@@ -152,6 +158,18 @@ def _measure(
     audio_s: float,
     kv_bytes: int,
 ) -> RunRow:
+    row = measure_events(RunRow(scheduling, len(recs)), recs, events)
+    row.shed_partials = sum(h.policy.stats.shed_partials for h in handles)
+    row.compute_per_audio_s = round(sched.stats.compute_s / audio_s, 4)
+    row.rows_per_round = round(sched.stats.rows / max(1, sched.stats.rounds), 2)
+    row.kv_mib_per_stream = round(kv_bytes / 2**20 / len(recs), 3)
+    return row
+
+
+def measure_events(row: RunRow, recs: list[Recording], events: list[list[CaptionEvent]]) -> RunRow:
+    """Fill ``row``'s latency, lag, finals and held from each stream's events (times in that
+    stream's own seconds, ``audio_clock`` = its live clock when the event was seen). Shared by
+    the in-process and the network runs, so both are measured by the same rules."""
     shown: list[float] = []
     final: list[float] = []
     first_half, second_half = [0.0], [0.0]
@@ -165,16 +183,11 @@ def _measure(
             (first_half if e.end < half else second_half).append(e.lag)
         finals += sum(1 for e in evs if e.type == "final" and e.text)
         phrases += _utterance_count(rec.words)
-    row = RunRow(scheduling, len(recs))
     row.shown_p50, row.shown_p95 = percentiles(shown).values()
     row.final_p50, row.final_p95 = percentiles(final).values()
     row.max_lag_s = round(max(first_half + second_half), 3)
     row.lag_growth_s = round(max(second_half) - max(first_half), 3)
-    row.shed_partials = sum(h.policy.stats.shed_partials for h in handles)
     row.finals, row.phrases = finals, phrases
-    row.compute_per_audio_s = round(sched.stats.compute_s / audio_s, 4)
-    row.rows_per_round = round(sched.stats.rows / max(1, sched.stats.rounds), 2)
-    row.kv_mib_per_stream = round(kv_bytes / 2**20 / len(recs), 3)
     row.held = (
         row.final_p95 is not None and row.final_p95 <= HOLD_FINAL_P95_S and row.lag_growth_s <= LAG_GROWTH_S
     )
