@@ -18,7 +18,8 @@ def full_size_engine(settings: EngineSettings) -> AsrEngine:
     tok = build_char_tokenizer()
     proc = build_processor(tok, chunk_length=30)
     torch.manual_seed(0)
-    m = GlmAsrForConditionalGeneration(full_size_config(int(tok.convert_tokens_to_ids("<|pad|>"))))
+    pad: Any = tok.convert_tokens_to_ids("<|pad|>")
+    m = GlmAsrForConditionalGeneration(full_size_config(int(pad)))
     return AsrEngine(replace(settings, warmup=False), model=m, processor=proc)
 
 

@@ -62,9 +62,12 @@ def _noise(seconds: float, seed: int = 0) -> np.ndarray:
 def encoder_ms(engine: AsrEngine, repeats: int) -> dict[str, float]:
     out = {"padded_window": _ms(engine, lambda: encode_blocks(engine, [_noise(1.0)], "full"), repeats)}
     for s in BLOCK_SECONDS:
-        block = _noise(min(s, engine.window_seconds))
-        out[f"true_{s}s"] = _ms(engine, lambda b=block: encode_blocks(engine, [b], "none"), repeats)
+        out[f"true_{s}s"] = _ms(engine, _encode_once(engine, _noise(min(s, engine.window_seconds))), repeats)
     return out
+
+
+def _encode_once(engine: AsrEngine, block: np.ndarray) -> Callable[[], Any]:
+    return lambda: encode_blocks(engine, [block], "none")
 
 
 @torch.inference_mode()
@@ -74,8 +77,12 @@ def prefill_ms_per_100(engine: AsrEngine, repeats: int) -> dict[str, float]:
     out = {}
     for n in PROMPT_TOKENS:
         embeds = torch.randn(1, n, width, device=engine.device, dtype=engine.dtype) * 0.02
-        out[str(n)] = _ms(engine, lambda e=embeds: run_lm(lm, e, DynamicCache()), repeats) * 100 / n
+        out[str(n)] = _ms(engine, _prefill_once(lm, embeds), repeats) * 100 / n
     return out
+
+
+def _prefill_once(lm: Any, embeds: torch.Tensor) -> Callable[[], Any]:
+    return lambda: run_lm(lm, embeds, DynamicCache())
 
 
 @torch.inference_mode()
