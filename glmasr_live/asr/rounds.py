@@ -147,6 +147,9 @@ def _greedy(
             out = outs[i]
             tok = int(toks[i])
             if row.scripted is not None:
+                if len(out) >= len(row.scripted):  # the script is all said: the text ends
+                    live.discard(i)
+                    continue
                 tok = int(row.scripted[len(out)])
             elif tok in engine.eos_ids:
                 live.discard(i)

@@ -381,11 +381,14 @@ class StreamingDecoder:
         m = next((i for i in range(len(forced) + 1) if eos[i] and self._unit_end(forced, i, text)), -1)
         if m < 0:
             return  # the closed blocks' words are not all committed yet
+        while m < len(forced) and not self.engine.decode(forced[m : m + 1]):
+            m += 1  # a separator token (a space) would otherwise open the answer
         settled = self.engine.decode(forced[:m])
-        rest = self.engine.decode(forced[m:])
         self._retired = join_text(self._retired, settled)
         self._script_retired += m
-        self._committed_ids = list(self.engine.tokenizer(rest, add_special_tokens=False).input_ids)
+        # The rest stays the model's own tokens, not a re-tokenization of its text: with a BPE
+        # vocabulary the two can differ (merges across the cut, a word's leading space).
+        self._committed_ids = list(forced[m:])
         self._agreement.drop_units(len(split_units(settled)))
         for b in blocks:
             b.tokens = b.tokens[:0]

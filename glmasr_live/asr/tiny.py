@@ -1,7 +1,9 @@
 """Small GLM-ASR models built from config: the demo checkpoint's recipe and the test models.
 
 They use the real classes (``GlmAsrForConditionalGeneration``, ``GlmAsrProcessor``) with a
-character tokenizer whose special tokens and chat template reproduce the real model's prompt:
+character tokenizer (the demo model's) or a byte-level BPE one (``build_bpe_tokenizer``: the
+kind the real model has, where a rare CJK character is split across byte tokens and a word
+carries its leading space), whose special tokens and chat template reproduce the real prompt:
 
     <|user|>\\n<|begin_of_audio|><|pad|>×N<|end_of_audio|><|user|>\\n{instruction}<|assistant|>\\n
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     GlmAsrConfig,
     GlmAsrForConditionalGeneration,
@@ -66,6 +68,45 @@ def build_char_tokenizer(extra_chars: Iterable[str] = CJK_CHARS) -> PreTrainedTo
         vocab.setdefault(ch, len(vocab))
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>", fuse_unk=True))
     core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token="<|endoftext|>",
+        pad_token="<|padding|>",
+        unk_token="<|unk|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:6],
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+# Training text for the BPE tokenizer: English, Mandarin (simplified) and Cantonese (traditional,
+# with its own characters), plus the instruction, so common words and characters get merges.
+BPE_CORPUS = (
+    "Please transcribe this audio into text. hello please start stop open close left right up down "
+    "yes no blue red green next back one two three four five six seven eight nine zero ten "
+    "the quick brown fox jumps over the lazy dog. We will ship on Friday, and then we meet again. "
+    "你好，世界。今天天气很好，我们一起去公园吧。零一二三四五六七八九十百千万。请把音频转写成文字。"
+    "我哋今日去饮茶，你食咗饭未呀？佢话听日唔得闲。呢度好靓，係咪？冇问题，唔该晒。"
+    # A spread of Han characters, so that many get merged into one token (as in the real
+    # vocabulary) while rarer ones (U+9F98 龘) stay split across byte tokens.
+    + "".join(chr(0x4E00 + 23 * i) for i in range(400))
+)
+
+
+def build_bpe_tokenizer(vocab_size: int = 1200) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (GPT-2 style byte alphabet, as the real model's), trained on
+    ``BPE_CORPUS``, with the real special tokens (ids 0..7) and chat template. Its vocabulary
+    is over 1,000, so the engine caps generation at the real model's 12 tokens per second."""
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator([BPE_CORPUS] * 4, trainer=trainer)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,
         eos_token="<|endoftext|>",
