@@ -198,6 +198,7 @@ def test_origin_host_and_token_rejections_are_403() -> None:
         for kwargs in (
             {"origin": "http://evil.example"},  # cross-site websocket hijacking
             {"origin": f"http://127.0.0.1:{port + 1}"},  # another local origin
+            {"origin": f"http://203.0.113.5:{port}"},  # a page served from another address, same port
             {"additional_headers": {"Host": f"rebound.example:{port}"}},  # DNS rebinding
         ):
             with pytest.raises(InvalidStatus) as info:

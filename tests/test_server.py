@@ -242,6 +242,30 @@ def test_a_full_room_refuses_while_other_rooms_accept(captioner, tmp_path):
         asyncio.run(main())
 
 
+def test_hostile_origins_cannot_read_a_loopback_server(captioner, tmp_path):
+    """No token on loopback, so the Origin is what keeps other sites' pages out."""
+    with RunningServer(captioner, tmp_path) as srv:
+        port = srv.port
+
+        async def code(origin: str) -> int:
+            try:
+                async with websockets.connect(
+                    srv.ws("/v1/rooms/meet/captions"), additional_headers={"Origin": origin}
+                ):
+                    return 101
+            except InvalidStatus as exc:
+                return exc.response.status_code
+
+        async def main() -> None:
+            for hostile in (f"http://203.0.113.5:{port}", f"http://evil.example:{port}", "null",
+                            f"http://127.0.0.1.evil.example:{port}", f"http://127.0.0.1:{port + 1}", "file://"):  # fmt: skip
+                assert await code(hostile) == 403, hostile
+            for own in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+                assert await code(own) == 101, own
+
+        asyncio.run(main())
+
+
 def test_tokens_origin_and_host_off_loopback(captioner, tmp_path):
     with RunningServer(
         captioner, tmp_path, host="0.0.0.0", publish_token="pub-secret", view_token="view-secret"

@@ -76,18 +76,26 @@ class HostCheck:
         return True  # an IP literal cannot be rebound to this machine by someone else's DNS
 
     def origin_allowed(self, origin: str, host_header: str) -> bool:
+        """A page of the server itself (loopback, the bind address, a listed name, on this
+        server's port), or a listed origin. Never any IP literal: a page served from another
+        machine's address on the same port must not read a loopback session."""
         if origin in self.allowed_origins:
             return True
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https"):
             return False
-        if parts.netloc.lower() == host_header.lower():
-            return True  # same origin as the (already vetted) Host: the server's own page
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
+            name = (parts.hostname or "").rstrip(".")
         except ValueError:
             return False
-        return port == self.port and self.host_allowed(parts.netloc)
+        if not self.host_allowed(host_header):
+            return False
+        if parts.netloc.lower() == host_header.lower():
+            return True  # same origin as the (vetted) Host: the server's own page
+        if port != self.port:
+            return False
+        return is_loopback(name) or name == "localhost" or name.endswith(".localhost") or name in self._hosts
 
 
 def token_matches(supplied: str | None, expected: str) -> bool:

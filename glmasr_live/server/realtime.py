@@ -18,13 +18,15 @@ space, none between CJK), and after a final commit the rest of the text and one
 deltas. The connection stays open: the next append or commit starts a new transcription (a new
 stream in the room). A bad event is answered with ``{"type":"error","error":...,"code":...}``
 (``invalid_json``, ``invalid_event``, ``invalid_audio``, ``unknown_event``,
-``model_not_found``) and the connection goes on.
+``model_not_found``, ``processing_error``) and the connection goes on; ``transcript_error``
+after a ``done`` says its finals could not be journaled.
 
 Whatever ends the connection, the open utterance is finished, its text sent as deltas and a
 ``transcription.done`` follows before the close. Close codes: 1000 client or idle, 1001 server
-shutting down, 1003 a binary frame (audio goes base64 in ``append``), 1008 a bad parameter or
-audio faster than the live limit, 1009 a message over the size limit, 1013 full. The fatal ones
-are also announced with an ``error`` event first (vLLM clients read events, not close reasons).
+shutting down, 1002 a websocket protocol error, 1003 a binary frame (audio goes base64 in
+``append``), 1008 a bad parameter or audio faster than the live limit (``too_fast``), 1009 a
+message over the size limit, 1013 full (``server_full``). The fatal ones are announced with an
+``error`` event first (vLLM's clients read events, not close reasons).
 """
 
 from __future__ import annotations
