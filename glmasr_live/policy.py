@@ -157,6 +157,11 @@ class StreamPolicy:
             self._records(self.segmenter.flush())
             self.segmenter = None
 
+    def cut(self) -> None:
+        """End the open utterance now (its final follows); keep listening (push-to-talk)."""
+        if self.segmenter is not None:
+            self._records(self.segmenter.flush())
+
     def resume(self) -> None:
         if self.segmenter is None and not self._ended:
             self.segmenter = Segmenter(self.segmenter_settings, start_sample=self.position)

@@ -85,6 +85,11 @@ class LiveStream:
         self._clock.samples += len(x)
         self._handle.feed(x)
 
+    def cut(self) -> None:
+        """End the open utterance now (its final follows); the stream goes on. (A resampled
+        stream's last few milliseconds before the cut stay in the resampler for the next one.)"""
+        self._handle.cut()
+
     def end(self) -> None:
         """No more audio; the open utterance's final is still computed and delivered."""
         if self._resampler is not None:
@@ -160,7 +165,9 @@ class Captioner:
         last final is out (both on the scheduler thread: hand them on, never block there)."""
         with self._lock:
             self._opened += 1
-            s = LiveStream(self, name or f"stream{self._opened}", sample_rate, channels, on_event, on_finished)
+            s = LiveStream(
+                self, name or f"stream{self._opened}", sample_rate, channels, on_event, on_finished
+            )
             self._streams.append(s)
         return s
 

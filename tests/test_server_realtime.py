@@ -281,3 +281,28 @@ def test_deltas_carry_committed_text_only_and_join_utterances_the_way_they_read(
     ]
     assert [t.delta(e) for e, _ in steps] == [d for _, d in steps]
     assert t.text == "hello please open三五七九一二八六"
+
+
+def test_a_commit_mid_stream_ends_the_open_utterance_push_to_talk(captioner, demo12, tmp_path):
+    """A non-final commit after audio ends the utterance at once (no pause needed after it)."""
+    first = demo12[: int(4.2 * SR)]  # "hello please start one two three", no trailing pause
+
+    async def main(srv: RunningServer) -> tuple[str, str]:
+        async with websockets.connect(srv.ws("/v1/realtime")) as ws:
+            c = Client(ws)
+            await c.until("session.created")
+            await c.send(COMMIT)
+            await c.stream(first)
+            await c.send(COMMIT)  # push-to-talk released
+            while "three" not in c.deltas():
+                await c.until("transcription.delta")
+            cut = c.deltas()
+            await c.stream(demo12[len(first) :])
+            await c.send(FINAL)
+            done = await c.until("transcription.done")
+            return cut, done["text"]
+
+    with RunningServer(captioner, tmp_path) as srv:
+        cut, text = asyncio.run(main(srv))
+    assert cut == "hello please start one two three"
+    assert text == DEMO_TEXT

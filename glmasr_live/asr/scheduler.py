@@ -109,6 +109,12 @@ class StreamHandle:
             self.policy.pause() if paused else self.policy.resume()
         self.scheduler.wake()
 
+    def cut(self) -> None:
+        """End the open utterance now; the stream goes on."""
+        with self.lock:
+            self.policy.cut()
+        self.scheduler.wake()
+
     def end(self) -> None:
         """No more audio: the open utterance's final is computed, then the stream is freed."""
         with self.lock:

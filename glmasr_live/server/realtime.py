@@ -302,6 +302,8 @@ class Connection:
             self.send({"type": "transcription.done", "text": "", "usage": None})
         elif final:
             await self.done()
+        elif self.session is not None and self.session.stream.audio_seconds > 0:
+            self.session.stream.cut()  # push-to-talk: the open utterance ends at the commit
         else:
             # The start of a transcription (vLLM's clients send it before any audio).
             self._ensure_started()
