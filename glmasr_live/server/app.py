@@ -1,8 +1,7 @@
 """The server: one aiohttp application, one ``Captioner`` (one model), its lifecycle.
 
-``ServerContext`` is what every endpoint handler reaches (``request.app["ctx"]``): settings,
-access rules, rooms, the captioner, the open stream sessions and viewers, and the stop signal.
-``run_server`` binds, serves until SIGTERM/SIGINT, then shuts down in order: new streams are
+Every endpoint handler reaches the ``ServerContext`` (``server/context.py``) as
+``request.app[CTX]``. ``serve`` binds, serves until SIGTERM/SIGINT, then shuts down in order: new streams are
 refused, every open stream's utterance is finished (final computed, journaled, sent), every
 client is closed with 1001, every transcript is flushed and closed.
 """
@@ -15,99 +14,23 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from glmasr_live import __version__
-from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.errors import ServerError
-from glmasr_live.events import SCHEMA_VERSION, CaptionEvent
-from glmasr_live.server.access import Access, Role
-from glmasr_live.server.rooms import Room, Rooms
-from glmasr_live.server.settings import ServerSettings
+from glmasr_live.events import SCHEMA_VERSION
+from glmasr_live.server.context import CTX, ServerContext
 
 log = logging.getLogger(__name__)
-
-
-class ServerContext:
-    def __init__(self, settings: ServerSettings, captioner: Any) -> None:
-        self.settings = settings
-        self.captioner = captioner
-        self.access = Access(
-            settings.host, settings.publish_token, settings.view_token,
-            settings.allowed_hosts, settings.allowed_origins,
-        )  # fmt: skip
-        self.rooms = Rooms(settings.transcripts_dir, settings.backlog_finals, settings.max_rooms)
-        self.sessions: set[Any] = set()
-        self.viewers: set[web.WebSocketResponse] = set()
-        self.stopping = asyncio.Event()
-        self.port = settings.port
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._status = CaptionBuilder()
-
-    # -- what handlers use ----------------------------------------------------------------
-
-    def refuse(self, request: web.Request, role: Role) -> web.Response | None:
-        """None when the request may go on as ``role``; else the 403 to answer with."""
-        why = self.access.browser_ok(request.headers)
-        if why is not None:
-            return self.text(403, f"forbidden: {why}")
-        if not self.access.may(role, request.query, request.headers):
-            return self.text(403, f"forbidden: this needs a {role} token")
-        return None
-
-    @staticmethod
-    def text(status: int, message: str) -> web.Response:
-        return web.Response(status=status, text=message + "\n", headers={"Cache-Control": "no-store"})
-
-    def hello(self, room: Room, *, stream: str | None = None, speaker: str | None = None,
-              finals: bool = True) -> dict[str, Any]:  # fmt: skip
-        msg: dict[str, Any] = {
-            "type": "hello", "v": SCHEMA_VERSION, "server": "glmasr-live", "version": __version__,
-            "room": room.name, "finals": [e.to_dict() for e in room.recent] if finals else [],
-        }  # fmt: skip
-        if stream is not None:
-            msg["stream"] = stream
-        if speaker is not None:
-            msg["speaker"] = speaker
-        return msg
-
-    def status(self, session: Any, code: str, message: str) -> CaptionEvent:
-        from dataclasses import replace
-
-        ev = self._status.status(code, message, session.audio_seconds)
-        return replace(ev, stream=session.id, speaker=session.speaker)
-
-    def stream_count(self) -> int:
-        return len(self.sessions)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # -- shutdown ---------------------------------------------------------------------------
-
-    async def shutdown(self) -> None:
-        """Finish every open stream (handlers see ``stopping``), then close viewers and rooms."""
-        self.stopping.set()
-        deadline = asyncio.get_running_loop().time() + self.settings.close_timeout_s + 5
-        while self.sessions and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)  # each handler finishes its stream and removes itself
-        for ws in list(self.viewers):
-            with contextlib.suppress(Exception):
-                await ws.close(code=1001, message=b"server shutting down")
-        for room in self.rooms.all:
-            await asyncio.get_running_loop().run_in_executor(None, room.journal.close)
 
 
 def build_app(ctx: ServerContext) -> web.Application:
     from glmasr_live.server import feeds, ingest, pages, realtime, transcriptions
 
     app = web.Application(client_max_size=ctx.settings.max_upload_bytes)
-    app["ctx"] = ctx
+    app[CTX] = ctx
     routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
         ("GET", "/healthz", health),
         ("GET", "/v1/ingest", ingest.handle),
@@ -124,7 +47,7 @@ def build_app(ctx: ServerContext) -> web.Application:
 
 
 async def health(request: web.Request) -> web.Response:
-    ctx: ServerContext = request.app["ctx"]
+    ctx = request.app[CTX]
     why = ctx.access.browser_ok(request.headers)
     if why is not None:
         return ctx.text(403, f"forbidden: {why}")

@@ -12,6 +12,7 @@ import json
 
 from aiohttp import WSMsgType, web
 
+from glmasr_live.server.context import CTX
 from glmasr_live.server.rooms import TRANSCRIPT_FORMATS, Outbox, RoomFull, valid_room
 
 CONTENT_TYPES = {
@@ -28,7 +29,7 @@ def _room_name(request: web.Request) -> str | None:
 
 
 async def captions(request: web.Request) -> web.StreamResponse:
-    ctx = request.app["ctx"]
+    ctx = request.app[CTX]
     refused = ctx.refuse(request, "view")
     if refused is not None:
         return refused
@@ -44,7 +45,7 @@ async def captions(request: web.Request) -> web.StreamResponse:
         return ws
 
     def drop(why: str) -> None:
-        request.app["ctx"].spawn(ws.close(code=1008, message=f"too slow: {why}".encode()[:123]))
+        request.app[CTX].spawn(ws.close(code=1008, message=f"too slow: {why}".encode()[:123]))
 
     outbox = Outbox(ws.send_str, ctx.settings.viewer_queue, drop)
     outbox.offer(json.dumps(ctx.hello(room), ensure_ascii=False))
@@ -62,7 +63,7 @@ async def captions(request: web.Request) -> web.StreamResponse:
 
 
 async def transcript(request: web.Request) -> web.StreamResponse:
-    ctx = request.app["ctx"]
+    ctx = request.app[CTX]
     refused = ctx.refuse(request, "view")
     if refused is not None:
         return refused

@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent
 from glmasr_live.server import pcm
+from glmasr_live.server.context import CTX
 from glmasr_live.server.rooms import DEFAULT_ROOM, Outbox, RoomFull, valid_room
 from glmasr_live.server.sessions import StreamSession
 
@@ -96,7 +97,7 @@ async def close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    ctx = request.app["ctx"]
+    ctx = request.app[CTX]
     refused = ctx.refuse(request, "publish")
     if refused is not None:
         return refused
@@ -114,7 +115,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     outbox = Outbox(ws.send_str, ctx.settings.viewer_queue, lambda why: _abort(ws, why))
 
     def deliver(ev: CaptionEvent) -> None:
-        outbox.offer(ev.to_json(), None if ev.type == "final" else "partial")
+        outbox.offer(ev.to_json(), "partial" if ev.type == "partial" else None)  # status kept
 
     try:
         session = StreamSession.open(

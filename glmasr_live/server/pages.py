@@ -10,6 +10,8 @@ from importlib import resources
 
 from aiohttp import web
 
+from glmasr_live.server.context import CTX
+
 _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
     "connect-src 'self' ws: wss:; img-src data:; media-src 'self'; base-uri 'none'; form-action 'none'"
@@ -26,7 +28,7 @@ def _page(name: str):  # type: ignore[no-untyped-def]
     suffix = name[name.rindex(".") :]
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        ctx = request.app["ctx"]
+        ctx = request.app[CTX]
         why = ctx.access.browser_ok(request.headers)
         if why is not None:
             return ctx.text(403, f"forbidden: {why}")

@@ -44,6 +44,7 @@ from aiohttp import WSMsgType, web
 
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent, join_text
 from glmasr_live.server import pcm
+from glmasr_live.server.context import CTX
 from glmasr_live.server.ingest import BadRequest, IngestParams, close
 from glmasr_live.server.rooms import Outbox, RoomFull
 from glmasr_live.server.sessions import StreamSession
@@ -101,7 +102,7 @@ def _known_model(ctx: Any, model: object) -> bool:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    ctx = request.app["ctx"]
+    ctx = request.app[CTX]
     refused = ctx.refuse(request, "publish")
     if refused is not None:
         return refused

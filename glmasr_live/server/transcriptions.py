@@ -33,6 +33,7 @@ from aiohttp import BodyPartReader, web
 
 from glmasr_live import pieces
 from glmasr_live.errors import AudioInputError
+from glmasr_live.server.context import CTX
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class Upload:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    ctx = request.app["ctx"]
+    ctx = request.app[CTX]
     refused = ctx.refuse(request, "publish")
     if refused is not None:
         return ApiError(refused.status, (refused.text or "forbidden").strip(), None, "forbidden").response()
@@ -304,7 +305,7 @@ def _segment(s: pieces.Segment) -> dict[str, Any]:
 
 
 async def models(request: web.Request) -> web.StreamResponse:
-    ctx = request.app["ctx"]
+    ctx = request.app[CTX]
     refused = ctx.refuse(request, "view")
     if refused is not None:
         return ApiError(refused.status, (refused.text or "forbidden").strip(), None, "forbidden").response()
