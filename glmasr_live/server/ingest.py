@@ -5,9 +5,10 @@ Query: ``encoding=s16le|f32le`` (s16le), ``sample_rate`` (16000), ``channels`` (
 speaker's earlier stream from there, as the browser page does after a network drop). Binary
 frames are interleaved PCM; the one text frame understood is ``{"type":"end"}``. The server
 sends a ``hello`` (the stream's id, room and speaker), then caption events (schema v2), and
-every ``ACK_S`` of audio an ``{"type":"ack","audio":SECONDS}`` (audio received so far, in the
-stream's own seconds): a client that reconnects after a drop resends from its last ack with
-``resume_at`` = that ack, and loses nothing.
+every ``ACK_S`` of audio an ``{"type":"ack","audio":SECONDS}``: the speaker's audio received so
+far, in seconds from the start of their first connection (``resume_at`` plus what this one
+received), so a client that reconnects after a drop resends from its last ack with
+``resume_at`` = that ack, however many times it reconnects, and loses nothing.
 
 Close codes: 1000 after the stream's last final (end, idle), 1001 server shutting down, 1003
 text where audio was expected, 1007 a frame that is not the announced audio, 1008 a bad
@@ -129,7 +130,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     outbox.offer(json.dumps(hello, ensure_ascii=False))
     code, reason = 1000, "end of stream"
     try:
-        code, reason = await _receive(ws, ctx, session, decoder, params.sample_rate, outbox)
+        code, reason = await _receive(ws, ctx, session, decoder, params, outbox)
     finally:
         # Whatever ended the socket, the open utterance's final is computed, journaled, sent.
         await session.finish(ctx.settings.close_timeout_s)
@@ -145,11 +146,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _receive(ws: web.WebSocketResponse, ctx: Any, session: StreamSession,
-                   decoder: pcm.PcmDecoder, rate: int, outbox: Outbox) -> tuple[int, str]:  # fmt: skip
+                   decoder: pcm.PcmDecoder, params: IngestParams, outbox: Outbox) -> tuple[int, str]:  # fmt: skip
     """Feed the socket's audio until it ends; the close code and reason to answer with."""
     s = ctx.settings
     pace = pcm.Pace(s.max_speed, s.burst_s)
     acked = 0.0
+    rate, base = params.sample_rate, params.resume_at or 0.0
     stop = asyncio.ensure_future(ctx.stopping.wait())
     try:
         while True:
@@ -173,7 +175,7 @@ async def _receive(ws: web.WebSocketResponse, ctx: Any, session: StreamSession,
                 session.feed(samples)
                 if pace.audio_s - acked >= ACK_S:
                     acked = pace.audio_s
-                    outbox.offer(json.dumps({"type": "ack", "audio": round(acked, 4)}), "ack")
+                    outbox.offer(json.dumps({"type": "ack", "audio": round(base + acked, 4)}), "ack")
             elif msg.type == WSMsgType.TEXT:
                 if _is_end(msg.data):
                     return 1000, "end of stream"
