@@ -48,7 +48,7 @@ async def captions(request: web.Request) -> web.StreamResponse:
         request.app[CTX].spawn(ws.close(code=1008, message=f"too slow: {why}".encode()[:123]))
 
     outbox = Outbox(ws.send_str, ctx.settings.viewer_queue, drop)
-    outbox.offer(json.dumps(ctx.hello(room), ensure_ascii=False))
+    outbox.offer(json.dumps(ctx.hello(room), ensure_ascii=False, separators=(",", ":")))
     room.viewers.add(outbox)
     ctx.viewers.add(ws)
     try:

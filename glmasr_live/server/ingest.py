@@ -127,7 +127,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return ws
     ctx.sessions.add(session)
     hello = ctx.hello(session.room, stream=session.id, speaker=session.speaker, finals=False)
-    outbox.offer(json.dumps(hello, ensure_ascii=False))
+    outbox.offer(json.dumps(hello, ensure_ascii=False, separators=(",", ":")))
     code, reason = 1000, "end of stream"
     try:
         code, reason = await _receive(ws, ctx, session, decoder, params, outbox)
@@ -175,7 +175,10 @@ async def _receive(ws: web.WebSocketResponse, ctx: Any, session: StreamSession,
                 session.feed(samples)
                 if pace.audio_s - acked >= ACK_S:
                     acked = pace.audio_s
-                    outbox.offer(json.dumps({"type": "ack", "audio": round(base + acked, 4)}), "ack")
+                    outbox.offer(
+                        json.dumps({"type": "ack", "audio": round(base + acked, 4)}, separators=(",", ":")),
+                        "ack",
+                    )
             elif msg.type == WSMsgType.TEXT:
                 if _is_end(msg.data):
                     return 1000, "end of stream"
