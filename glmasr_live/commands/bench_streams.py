@@ -24,7 +24,9 @@ def register(sub: Any) -> None:
         description="N streams (1, 2, 4, ... doubling until batched scheduling no longer holds "
         "p95 end of speech -> final <= 1 s without lag growth, or --max-streams) replay "
         "different recordings in real time through the scheduler, batched and one step at a "
-        "time. --model full = full-size GLM-ASR with random weights (scripted text).",
+        "time. --model full = full-size GLM-ASR with random weights (scripted text). --network: "
+        "each N again through a real server on 127.0.0.1 (websocket speakers and viewers), with "
+        "network / in-process ratios measured in the same run.",
     )
     add_bench_model_args(p)
     p.add_argument(
