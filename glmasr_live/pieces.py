@@ -14,6 +14,11 @@ cap from its own length, so one long piece does not raise the cap of short ones.
 
 No I/O, no threads, no torch: the model call comes in as a callable, so the server can run
 each piece as one job on the model's thread, and ``transcribe`` here runs them in a row.
+``PieceCutter`` cuts the same pieces from a recording fed in blocks, holding only the open
+utterance and a few seconds before it (``glmasr_live.offline`` batches them).
+
+Each segment also keeps where in its piece there was speech (``Segment.speech``: loud 30 ms
+frames, merged), so subtitle cues can be timed inside a piece (``captions.cues``).
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from typing import Protocol
 
 import numpy as np
 
-from glmasr_live.audio.segmenter import SegmenterSettings, find_segments
-from glmasr_live.events import SAMPLE_RATE, CaptionEvent, join_text
+from glmasr_live.audio.segmenter import Segmenter, SegmenterSettings, find_segments
+from glmasr_live.events import SAMPLE_RATE, CaptionEvent, SpeechEnd, SpeechStart, join_text
 
 _FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms, the segmenter's frame
 _DIP = 1  # frames each side that must be quiet too (a pause, not a stop consonant)
+_SPEECH_RANGE = 0.6  # a frame is speech above this fraction of the way down from peak to floor
+_KEEP_S = 10.0  # audio kept behind the segmenter: a SpeechStart points at most a few s back
 
 
 class Heard(Protocol):
@@ -76,6 +83,8 @@ class Segment:
     end: float
     text: str
     tokens: tuple[int, ...] = ()
+    speech: tuple[tuple[float, float], ...] = ()
+    """Stretches (seconds of the recording) inside the piece that sound like speech."""
 
     @property
     def compression_ratio(self) -> float:
@@ -143,9 +152,103 @@ def run_piece(
 ) -> Segment:
     """Transcribe one piece with a token cap from its own length (``tokens_for(seconds)``)."""
     clip = np.ascontiguousarray(audio[piece.start_sample : piece.end_sample], np.float32)
-    heard = model(clip, tokens_for(piece.seconds))
+    return segment(piece, clip, model(clip, tokens_for(piece.seconds)))
+
+
+def segment(piece: Piece, clip: np.ndarray, heard: Heard) -> Segment:
+    """The record of one transcribed piece (``clip``: its audio, for the speech stretches)."""
     text = " ".join(heard.text.split())
-    return Segment(piece.index, round(piece.start, 3), round(piece.end, 3), text, tuple(heard.token_ids))
+    return Segment(piece.index, round(piece.start, 3), round(piece.end, 3), text,
+                   tuple(heard.token_ids), speech_spans(clip, piece.start))  # fmt: skip
+
+
+def speech_spans(clip: np.ndarray, offset: float) -> tuple[tuple[float, float], ...]:
+    """Runs of 30 ms frames loud enough to be speech, as (start, end) seconds from ``offset``.
+
+    The threshold sits ``_SPEECH_RANGE`` of the way down from the clip's loud level (95th
+    percentile of frame levels) to its floor (10th), so it follows the recording's own level.
+    """
+    n = len(clip) // _FRAME
+    if n == 0:
+        return ()
+    x = np.asarray(clip[: n * _FRAME], np.float64).reshape(n, _FRAME)
+    db = 10 * np.log10(np.maximum((x * x).mean(axis=1), 1e-10))
+    floor, peak = np.percentile(db, [10, 95])
+    loud = db >= peak - _SPEECH_RANGE * (peak - floor) if peak - floor > 6 else np.ones(n, bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
+    sec = _FRAME / SAMPLE_RATE
+    return tuple((round(offset + a * sec, 3), round(offset + b * sec, 3)) for a, b in edges.reshape(-1, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """A piece and its audio (16 kHz mono float32, ``piece.end_sample - piece.start_sample`` long)."""
+
+    piece: Piece
+    audio: np.ndarray
+
+
+class PieceCutter:
+    """Feed a recording in blocks of any size; get its pieces, with their audio, as they close.
+
+    The pieces are the ones ``cut`` finds on the whole recording (the segmenter's records do
+    not depend on block sizes). Memory: the open utterance (at most a window) plus
+    ``_KEEP_S`` behind the segmenter, however long the recording. Not thread-safe.
+    """
+
+    def __init__(self, window_samples: int, settings: SegmenterSettings | None = None) -> None:
+        if window_samples < 2 * _FRAME:
+            raise ValueError(f"window of {window_samples} samples is too short to cut pieces for")
+        self._segmenter = Segmenter(_fit_settings(settings or SegmenterSettings(), window_samples))
+        self._window = window_samples
+        self._buf = np.zeros(0, np.float32)
+        self._buf_start = 0  # recording sample index of self._buf[0]
+        self._open: int | None = None
+        self._count = 0
+        self._keep = int(_KEEP_S * SAMPLE_RATE)
+
+    @property
+    def position(self) -> int:
+        """Samples fed so far."""
+        return self._segmenter.position
+
+    def feed(self, block: np.ndarray) -> list[Clip]:
+        x = np.asarray(block, np.float32)
+        self._buf = np.concatenate([self._buf, x]) if len(self._buf) else x.copy()
+        out = self._take(self._segmenter.feed(x))
+        self._trim()
+        return out
+
+    def flush(self) -> list[Clip]:
+        """End of the recording: the last utterance's pieces, if one is open."""
+        return self._take(self._segmenter.flush())
+
+    def _take(self, records: list[SpeechStart | SpeechEnd]) -> list[Clip]:
+        out: list[Clip] = []
+        for r in records:
+            if isinstance(r, SpeechStart):
+                self._open = r.sample
+            elif self._open is not None:
+                out += self._clips(max(self._open, self._buf_start), r.sample)
+                self._open = None
+        return out
+
+    def _clips(self, start: int, end: int) -> list[Clip]:
+        audio = self._buf[start - self._buf_start : end - self._buf_start]
+        out = []
+        for a, b in split_long(audio, 0, len(audio), self._window):
+            out.append(Clip(Piece(self._count, start + a, start + b), audio[a:b].copy()))
+            self._count += 1
+        return out
+
+    def _trim(self) -> None:
+        keep_from = self.position - self._keep
+        if self._open is not None:
+            keep_from = min(keep_from, self._open)
+        drop = keep_from - self._buf_start
+        if drop > self._keep:  # in steps of _KEEP_S: a copy per 10 s, not per block
+            self._buf = self._buf[drop:].copy()
+            self._buf_start += drop
 
 
 def join(texts: Sequence[str]) -> str:

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,32 @@ class _GuardCriteria(StoppingCriteria):
         return torch.tensor(done, device=input_ids.device)  # type: ignore[return-value]
 
 
+class _RowCapCriteria(StoppingCriteria):
+    """Stops each row at its own token cap (the batch runs to the largest)."""
+
+    def __init__(self, caps: list[int], prompt_len: int):
+        self.caps = caps
+        self.prompt_len = prompt_len
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
+        made = input_ids.shape[1] - self.prompt_len
+        return torch.tensor([made >= c for c in self.caps], device=input_ids.device)  # type: ignore[return-value]
+
+
+def _free_memory(device: torch.device) -> float:
+    """Bytes free for activations: the GPU's free memory, or the machine's available RAM."""
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return float(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
 @dataclass(frozen=True)
 class Transcript:
     """An offline transcription: text, the generated ids, and whether a loop was cut off."""
@@ -234,11 +261,15 @@ class AsrEngine:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True)).strip()
 
     @torch.inference_mode()
-    def transcribe(self, audios: list[np.ndarray], max_new_tokens: int | None = None) -> list[Transcript]:
+    def transcribe(
+        self, audios: list[np.ndarray], max_new_tokens: int | Sequence[int] | None = None
+    ) -> list[Transcript]:
         """Offline: all ``audios`` (16 kHz mono float32) in one batch, exactly as upstream.
 
         The processor cuts each into independent windows; generation is greedy, capped by audio
         duration, and stopped early by the repetition guard (the loop is then removed).
+        ``max_new_tokens``: one cap for all (``None``: from the longest item, as the seed did), or
+        one per item, so an item's text never depends on what it is batched with.
         """
         if not audios:
             return []
@@ -246,33 +277,86 @@ class AsrEngine:
         inputs = self.processor.apply_transcription_request(audios, prompt=self.prompt)
         inputs = inputs.to(self.device)
         inputs["input_features"] = inputs["input_features"].to(self.dtype)
-        longest = max(len(a) for a in audios) / SAMPLE_RATE
-        cap = max_new_tokens or self.max_new_tokens(longest)
+        caps = self._caps(audios, max_new_tokens)
         plen = inputs["input_ids"].shape[1]
-        criteria = (
-            StoppingCriteriaList([_GuardCriteria(self.guard, plen)])
-            if self.settings.repetition_guard
-            else None
-        )
+        stops: list[StoppingCriteria] = []
+        if self.settings.repetition_guard:
+            stops.append(_GuardCriteria(self.guard, plen))
+        if len(set(caps)) > 1:
+            stops.append(_RowCapCriteria(caps, plen))
         out = self.model.generate(
             **inputs,
             do_sample=False,
-            max_new_tokens=cap,
-            stopping_criteria=criteria,
+            max_new_tokens=max(caps),
+            stopping_criteria=StoppingCriteriaList(stops) if stops else None,
             pad_token_id=self.pad_id,
         )
-        results = []
-        for row in out[:, plen:].tolist():
-            cut = next((i for i, t in enumerate(row) if t in self.eos_ids), len(row))
-            ids = row[:cut]
-            # A row stopped by the guard is padded on the right while the others go on.
-            while ids and ids[-1] == self.pad_id:
-                ids.pop()
-            loop = self.guard.loop_start(ids) if self.settings.repetition_guard else None
-            if loop is not None:
-                ids = ids[:loop]
-            results.append(Transcript(self.decode(ids), tuple(ids), loop is not None))
-        return results
+        return [self._result(row[:cap]) for row, cap in zip(out[:, plen:].tolist(), caps, strict=True)]
+
+    def _caps(self, audios: list[np.ndarray], max_new_tokens: int | Sequence[int] | None) -> list[int]:
+        if max_new_tokens is None:
+            longest = max(len(a) for a in audios) / SAMPLE_RATE
+            return [self.max_new_tokens(longest)] * len(audios)
+        if isinstance(max_new_tokens, int):
+            return [max_new_tokens] * len(audios)
+        caps = [int(c) for c in max_new_tokens]
+        if len(caps) != len(audios) or min(caps) < 1:
+            raise ValueError(f"{len(caps)} token caps for {len(audios)} audios (each at least 1)")
+        return caps
+
+    def _result(self, row: list[int]) -> Transcript:
+        cut = next((i for i, t in enumerate(row) if t in self.eos_ids), len(row))
+        ids = row[:cut]
+        # A row stopped by the guard is padded on the right while the others go on.
+        while ids and ids[-1] == self.pad_id:
+            ids.pop()
+        loop = self.guard.loop_start(ids) if self.settings.repetition_guard else None
+        if loop is not None:
+            ids = ids[:loop]
+        return Transcript(self.decode(ids), tuple(ids), loop is not None)
+
+    def whole_limit_seconds(self) -> float:
+        """The longest audio one prompt can take without losing any of it.
+
+        Two limits, the tighter wins: the processor keeps at most ``max_audio_len`` seconds in
+        whole windows (it truncates the rest with only a warning), and the audio tokens, the
+        prompt and the token cap must fit in the language model's positions.
+        """
+        fe = self.processor.feature_extractor
+        windows = int(getattr(self.processor, "max_audio_len", 655) // fe.chunk_length)
+        frames = torch.tensor([int(fe.nb_max_frames)])
+        per_window = int(self.processor._get_audio_token_length(frames)[0])
+        positions = int(getattr(self.model.config.text_config, "max_position_embeddings", 0) or 0)
+        probe = self.processor.apply_transcription_request([np.zeros(self.hop * 8, np.float32)],
+                                                           prompt=self.prompt)  # fmt: skip
+        overhead = int(probe["input_ids"].shape[1]) - per_window  # prompt text around the audio
+        limit = windows * self.window_seconds
+        if positions:
+            per_second = per_window / self.window_seconds + self.tokens_per_second
+            limit = min(limit, (positions - overhead - 8) / per_second)
+        return max(0.0, limit)
+
+    def batch_size_for_memory(self, window_seconds: float | None = None) -> int:
+        """How many windows to run at once: half the free memory over one window's cost.
+
+        One window's cost is its key/value cache (audio tokens, prompt and token cap, every
+        layer) plus the encoder's activations (~16 hidden-size vectors per frame), at the
+        model's dtype. Free memory is the GPU's free memory on CUDA, else available RAM.
+        Capped at 32 on a GPU and 8 on a CPU (where a bigger batch hardly runs faster).
+        """
+        seconds = window_seconds or self.window_seconds
+        cfg = self.model.config
+        text, audio = cfg.text_config, cfg.audio_config
+        heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        tokens = seconds * (12.5 + self.tokens_per_second) + 64
+        width = torch.finfo(self.dtype).bits // 8
+        kv = 2 * text.num_hidden_layers * heads * head_dim * tokens * width
+        frames = seconds * SAMPLE_RATE / self.hop
+        encoder = 16 * frames * audio.hidden_size * width
+        free = _free_memory(self.device)
+        cap = 32 if self.device.type == "cuda" else 8
+        return int(max(1, min(cap, 0.5 * free // max(kv + encoder, 1))))
 
     def describe(self) -> str:
         dt = str(self.dtype).replace("torch.", "")

@@ -4,4 +4,14 @@
 from __future__ import annotations
 
 # The order is the order in --help. A module that does not exist yet is skipped.
-COMMANDS = ("transcribe", "demo", "devices", "vad", "eval", "bench", "bench_streams", "serve")
+COMMANDS = (
+    "transcribe",
+    "demo",
+    "devices",
+    "vad",
+    "eval",
+    "bench",
+    "bench_offline",
+    "bench_streams",
+    "serve",
+)

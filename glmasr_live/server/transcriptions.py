@@ -258,17 +258,19 @@ async def _transcribe(ctx: Any, request: web.Request, audio: Any) -> pieces.File
 
 
 def _answer(result: pieces.FileTranscript, opts: Options, model_name: str) -> web.Response:
-    from glmasr_live.captions.transcripts import render_srt, render_vtt
+    from glmasr_live.captions.cues import make_cues, render_srt, render_vtt
 
     headers = {"Cache-Control": "no-store", "X-Model": model_name}
     fmt = opts.response_format
     if fmt == "text":
         return web.Response(text=result.text + "\n", content_type="text/plain", headers=headers)
     if fmt == "srt":
-        return web.Response(text=render_srt(pieces.finals(result)), content_type="application/x-subrip",
+        return web.Response(text=render_srt(make_cues(result.segments)), content_type="application/x-subrip",
                             headers=headers)  # fmt: skip
     if fmt == "vtt":
-        return web.Response(text=render_vtt(pieces.finals(result)), content_type="text/vtt", headers=headers)
+        return web.Response(
+            text=render_vtt(make_cues(result.segments)), content_type="text/vtt", headers=headers
+        )
     usage = {"type": "duration", "seconds": math.ceil(result.duration)}
     if fmt == "json":
         return web.json_response({"text": result.text, "usage": usage}, headers=headers)
