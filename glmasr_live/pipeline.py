@@ -29,8 +29,9 @@ from glmasr_live.audio.ringbuffer import RingBuffer
 from glmasr_live.audio.segmenter import SegmenterSettings
 from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.captions.hub import CaptionHub, EventQueue, FinalsWriterThread
+from glmasr_live.captions.transcripts import TranscriptError
 from glmasr_live.config import PipelineSettings
-from glmasr_live.errors import ConfigError
+from glmasr_live.errors import AudioInputError, ConfigError, GlmAsrLiveError
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent, PipelineStats, SessionInfo
 from glmasr_live.policy import PolicySettings, StreamPolicy
 from glmasr_live.session import Listener
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 FRAME = SAMPLE_RATE * 30 // 1000
 STATS_EVERY = SAMPLE_RATE // 5  # a stats snapshot per 200 ms of audio
+MAX_BACKLOG_S = 30.0
+"""Ended utterances waiting for their finals before a source that can wait is held back."""
 
 
 def build_source(s: PipelineSettings) -> Any:
@@ -79,6 +82,9 @@ class LivePipeline:
         self._paused = threading.Event()
         self._stopping = threading.Event()
         self._done = threading.Event()
+        self._progress = threading.Event()  # the stream emitted: the reader may take more
+        self.lost_samples = 0  # overwritten in the ring before they were read
+        self._writer_error: BaseException | None = None
         self._seg_thread = threading.Thread(target=self._segment_loop, name="segmenter", daemon=True)
         self._last_latency = 0.0
         self._info = SessionInfo(model=settings.model)
@@ -162,16 +168,21 @@ class LivePipeline:
             log.info("starting caption server on %s:%d", *hostport)
             self._start_server(*hostport)
         if writer is not None:
-            self.writer = FinalsWriterThread(writer)
+            self.writer = FinalsWriterThread(writer, on_error=self._transcript_failed)
             self.hub.add_sink(self.writer)
         self.scheduler = Scheduler(make_decoder)
+        lossless = bool(getattr(self._source, "lossless", False))
         policy = StreamPolicy(
             builder,
-            PolicySettings(interval_s=s.interval_s, max_lag_s=s.max_lag_s),
+            PolicySettings(interval_s=s.interval_s, max_lag_s=s.max_lag_s, live=not lossless),
             SegmenterSettings.from_sensitivity(s.vad_sensitivity, s.endpoint_s),
         )
         ring = self.ring
-        self.stream = self.scheduler.open(policy, WallAudioClock(lambda: ring.audio_clock), self._emit_all)
+        # A live source's clock is the audio captured; a source that waits for us (a file, a
+        # pipe) has no clock of its own: its time is the audio the stream has taken, so a
+        # file read as fast as it goes is never "behind".
+        clock = WallAudioClock(lambda: policy.position / SAMPLE_RATE if lossless else ring.audio_clock)
+        self.stream = self.scheduler.open(policy, clock, self._emit_all)
         self.stream.decoder = make_decoder()
         self._info = SessionInfo(
             input_name=self._source.name,
@@ -183,6 +194,8 @@ class LivePipeline:
             transcripts=tuple(s.transcripts),
         )
         self.scheduler.start()
+        if getattr(self._source, "lossless", False):
+            self.ring.advance_reader(0)  # before the first write: the source waits for us
         self._seg_thread.start()
         self._source.start(self.ring)
         self._started = True
@@ -217,6 +230,24 @@ class LivePipeline:
         log.debug("stop: last final out after %.2fs", time.monotonic() - t0)
         self._shutdown()
         log.debug("stop: closed after %.2fs", time.monotonic() - t0)
+        problem = self.failure()
+        if problem is not None:
+            raise problem  # the front ends show it as one line and exit non-zero
+
+    def failure(self) -> GlmAsrLiveError | None:
+        """What went wrong in a session that ran to its end: a broken input, a transcript that
+        could not be written, audio lost before it was read. None when nothing was lost."""
+        src = self._source.error if self._source is not None else None
+        if src is not None:
+            return src
+        if self._writer_error is not None:
+            return TranscriptError(f"the transcript is incomplete: {self._writer_error}")
+        lost = max(self.lost_samples, self.ring.dropped_samples) / SAMPLE_RATE
+        if lost > 0:
+            return AudioInputError(
+                f"{lost:.1f} s of audio were lost (the input overran the buffer); the captions have gaps there"
+            )
+        return None
 
     def _shutdown(self) -> None:
         if self.server is not None:
@@ -243,10 +274,20 @@ class LivePipeline:
     # ------------------------------------------------------------------ threads
 
     def _emit_all(self, events: list[CaptionEvent]) -> None:
+        self._progress.set()
         for event in events:
             if event.type != "status":
                 self._last_latency = max(0.0, event.audio_clock - event.end)
             self.hub.publish(event)
+
+    def _transcript_failed(self, error: BaseException) -> None:
+        """The transcript writer's thread: say so at once (status event), and at the end."""
+        self._writer_error = error
+        with self.stream.lock:  # the policy numbers events: never at once with the scheduler
+            status = self.stream.policy.status(
+                "transcript_error", f"transcript not written: {error}", self.stream.clock.now()
+            )
+        self.hub.publish(status)
 
     def _keep_final(self, item: CaptionEvent | PipelineStats) -> None:
         if isinstance(item, CaptionEvent) and item.type == "final":
@@ -268,15 +309,26 @@ class LivePipeline:
 
     def _read_until_end(self) -> None:
         """Move audio from the ring into the stream (its policy keeps what it needs, so the
-        ring's space is freed right behind this reader)."""
+        ring's space is freed right behind this reader). From a source that can wait, no more
+        is taken while more than ``MAX_BACKLOG_S`` of ended utterances wait for their finals
+        (back-pressure all the way to the file or pipe); a source that cannot wait may have
+        overwritten audio before it was read: that is marked as a gap and counted."""
         ring, stream = self.ring, self.stream
+        lossless = bool(getattr(self._source, "lossless", False))
         pos, next_stats, paused = 0, 0, False
         while True:
+            if lossless and stream.policy.backlog_s > MAX_BACKLOG_S and not ring.closed:
+                self._progress.wait(0.25)  # set when the stream emits (a step came back)
+                self._progress.clear()
+                continue
             ring.wait_for(pos + FRAME, timeout=0.25)
             end = ring.write_index
+            if lossless:  # a second at a time, so the backlog check above stays fine-grained
+                end = min(end, pos + SAMPLE_RATE)
             if self.paused != paused:
                 paused = self.paused
                 stream.set_paused(paused)
+            pos = self._skip_overwritten(pos)
             for g in ring.gaps_since(pos):
                 if g.sample > end:
                     break
@@ -294,6 +346,16 @@ class LivePipeline:
                 self.hub.publish(self._stats())
             if ring.closed and pos >= ring.write_index:
                 return
+
+    def _skip_overwritten(self, pos: int) -> int:
+        """Audio overwritten before it was read is lost: a gap for the stream, counted."""
+        oldest = self.ring.oldest_index
+        if pos >= oldest:
+            return pos
+        self.lost_samples += oldest - pos
+        log.warning("%.1f s of audio were overwritten before they were read", (oldest - pos) / SAMPLE_RATE)
+        self.stream.gap(oldest - pos)
+        return oldest
 
     def _stats(self) -> PipelineStats:
         policy = self.stream.policy

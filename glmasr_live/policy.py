@@ -48,6 +48,8 @@ class PolicySettings:
     keep_s: audio kept before the segmenter's position (the pre-roll of an onset the
         segmenter confirms late).
     behind_report_s: stream seconds between two ``behind`` status events.
+    live: the audio arrives in real time, so falling behind it is reported; False for a
+        source that waits for the stream (a file read as fast as it goes, a pipe).
     """
 
     interval_s: float = INTERVAL_S
@@ -55,6 +57,7 @@ class PolicySettings:
     max_lag_s: float = 3.0
     keep_s: float = 6.0
     behind_report_s: float = 10.0
+    live: bool = True
 
 
 @dataclass
@@ -129,6 +132,13 @@ class StreamPolicy:
         self._shed_reported = 0
         self._prev_upto = 0
         self.events: list[CaptionEvent] = []  # status events waiting to be collected
+
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of ended utterances still waiting for their finals: what a source that can
+        wait is held back by. (Not the open utterance: it ends only with more audio, so holding
+        audio back for it could wait forever.)"""
+        return sum(u.end - u.start for u in self._utts if u.end is not None) / SAMPLE_RATE
 
     # ------------------------------------------------------------------ audio in
 
@@ -299,7 +309,7 @@ class StreamPolicy:
         st.max_lag_s = max(st.max_lag_s, st.lag_s)
         behind = step_s > self.settings.max_lag_s or st.lag_s > self.settings.max_lag_s
         shed = st.shed_partials - self._shed_reported
-        if (behind or shed) and now - self._behind_reported_at >= self.settings.behind_report_s:
+        if self.settings.live and (behind or shed) and now - self._behind_reported_at >= self.settings.behind_report_s:
             self.events.append(
                 self.status(
                     "behind",

@@ -95,7 +95,15 @@ class AudioSource(Protocol):
 
 
 class _ThreadedSource:
-    """Start/stop/wait/error plumbing shared by sources that run one producer thread."""
+    """Start/stop/wait/error plumbing shared by sources that run one producer thread.
+
+    ``lossless``: the source can wait (a file read as fast as it goes, a pipe, whose writer
+    the kernel holds back while we do not read): it never overwrites audio the reader has
+    not taken (back-pressure). A source that cannot wait (a microphone, a file paced in real
+    time) overwrites, and the reader marks what it lost as a gap.
+    """
+
+    lossless = False
 
     def __init__(self, name: str, native_rate: int) -> None:
         self._name = name
@@ -180,6 +188,8 @@ class _ThreadedSource:
 
     def _write(self, ring: RingBuffer, samples: np.ndarray) -> None:
         if len(samples):
+            if self.lossless and not ring.wait_for_room(len(samples), cancel=self._stop):
+                return  # stopped (or closed) while waiting
             ring.write(samples)
             self._samples_written += len(samples)
 
@@ -216,6 +226,7 @@ class FileSource(_ThreadedSource):
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self.realtime = realtime
+        self.lossless = not realtime
         self.speed = speed
         # 20 ms blocks mimic a microphone; 1 s blocks keep fast mode cheap.
         self.block = int(SAMPLE_RATE * (block_s if block_s is not None else 0.02 if realtime else 1.0))
@@ -241,13 +252,12 @@ class FileSource(_ThreadedSource):
         rate = SAMPLE_RATE * self.speed
         for start in range(0, len(audio), self.block):
             end = min(start + self.block, len(audio))
-            if self.realtime:
-                # Blocking on the stop event (not sleep) makes stop() take effect at once.
-                if self._stop.wait(max(0.0, t0 + end / rate - time.monotonic())):
-                    return
-            elif not ring.wait_for_room(end - start, cancel=self._stop):
+            # Blocking on the stop event (not sleep) makes stop() take effect at once.
+            if self.realtime and self._stop.wait(max(0.0, t0 + end / rate - time.monotonic())):
                 return
-            self._write(ring, audio[start:end])
+            self._write(ring, audio[start:end])  # a lossless write waits for room
+            if self._stop.is_set():
+                return
 
 
 PCM_FORMATS: dict[str, tuple[str, float, float]] = {
@@ -294,6 +304,7 @@ class StdinSource(_ThreadedSource):
         if rate <= 0 or channels <= 0:
             raise AudioInputError(f"raw PCM needs a positive rate and channel count (got {rate}, {channels})")
         super().__init__(name, rate)
+        self.lossless = True  # a pipe's writer waits while we do not read
         self.stream = stream if stream is not None else sys.stdin.buffer
         self.fmt = fmt
         self.channels = channels

@@ -78,8 +78,9 @@ class CaptionHub:
 class FinalsWriterThread:
     """Appends finals to a transcript writer off the hub thread (fsync blocks)."""
 
-    def __init__(self, writer: Any) -> None:
+    def __init__(self, writer: Any, on_error: Callable[[BaseException], None] | None = None) -> None:
         self.writer = writer
+        self._on_error = on_error
         # Unbounded on purpose: finals are never dropped, and there is at most one per utterance.
         self._q: queue.Queue[CaptionEvent | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="transcript-writer", daemon=True)
@@ -95,8 +96,11 @@ class FinalsWriterThread:
             try:
                 self.writer.append(ev)
             except Exception as e:  # noqa: BLE001 - reported, the captions go on
+                first = self.error is None
                 self.error = e
                 log.error("transcript write failed: %s", e)
+                if first and self._on_error is not None:
+                    self._on_error(e)
 
     def close(self) -> None:
         self._q.put(None)
