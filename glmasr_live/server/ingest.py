@@ -127,6 +127,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return ws
     ctx.sessions.add(session)
     hello = ctx.hello(session.room, stream=session.id, speaker=session.speaker, finals=False)
+    hello["offset"] = round(session.offset, 6)  # where this stream's second 0 sits on the room clock
     outbox.offer(json.dumps(hello, ensure_ascii=False, separators=(",", ":")))
     code, reason = 1000, "end of stream"
     try:
