@@ -230,6 +230,8 @@ class LivePipeline:
         log.debug("stop: last final out after %.2fs", time.monotonic() - t0)
         self._shutdown()
         log.debug("stop: closed after %.2fs", time.monotonic() - t0)
+        if self.ring.nonfinite_samples:
+            log.warning("%d NaN or infinite input samples were replaced", self.ring.nonfinite_samples)
         problem = self.failure()
         if problem is not None:
             raise problem  # the front ends show it as one line and exit non-zero

@@ -93,3 +93,49 @@ def test_a_transcript_on_a_full_disk_is_an_error_not_a_silent_loss(full_disk):
     assert "glmasr-live: error:" in r.stderr and "transcript" in r.stderr and "No space left" in r.stderr
     assert "Traceback" not in r.stderr
     assert len(_finals(r.stdout)) == 10, "the captions themselves go on"
+
+
+@pytest.fixture(scope="module")
+def nan_recording(tmp_path_factory):
+    """The demo recording as float WAV and raw f32le with a NaN at 10 s and +inf at 20 s."""
+    audio, rate = sf.read(DEMO, dtype="float32")
+    audio[int(10 * rate)] = np.nan
+    audio[int(20 * rate)] = np.inf
+    d = tmp_path_factory.mktemp("nan")
+    sf.write(d / "nan.wav", audio, rate, subtype="FLOAT")
+    (d / "nan.f32").write_bytes(audio.astype("<f4").tobytes())
+    return d
+
+
+@pytest.mark.parametrize("how", ["file", "stdin", "transcribe"])
+def test_non_finite_samples_do_not_silence_the_rest(nan_recording, how):
+    if how == "file":
+        r = subprocess.run(
+            [*LIVE, "--input", str(nan_recording / "nan.wav")], capture_output=True, text=True, timeout=120
+        )
+        lines = _finals(r.stdout)
+    elif how == "stdin":
+        with (nan_recording / "nan.f32").open("rb") as f:
+            r = subprocess.run(
+                [*LIVE, "--input", "-", "--stdin-format", "f32le"],
+                stdin=f,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        lines = _finals(r.stdout)
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "glmasr_live",
+            "transcribe",
+            str(nan_recording / "nan.wav"),
+            "--model",
+            "demo",
+            "-q",
+        ]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        lines = [line for line in r.stdout.splitlines() if line.strip()]
+    assert r.returncode == 0, r.stderr
+    assert len(lines) == 10, r.stdout  # every utterance, after the NaN and the inf too

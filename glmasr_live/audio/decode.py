@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from glmasr_live.audio.resampler import finite
 from glmasr_live.errors import AudioInputError
 from glmasr_live.events import SAMPLE_RATE
 
@@ -61,6 +62,7 @@ def load_audio(path: str | os.PathLike[str], *, allow_truncated: bool = False) -
     if audio.shape[0] == 0:
         raise AudioInputError(f"{p}: contains no audio samples")
     mono = audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
+    mono, _ = finite(mono)  # a NaN would spread through the resampler
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality=RESAMPLE_QUALITY)
     return np.ascontiguousarray(mono, dtype=np.float32)

@@ -33,6 +33,7 @@ from glmasr_live.audio.decode import (
     _strip_path,
     _truncation,
 )
+from glmasr_live.audio.resampler import finite
 from glmasr_live.errors import AudioInputError
 from glmasr_live.events import SAMPLE_RATE
 
@@ -151,7 +152,7 @@ def _pipe_blocks(
             n = max(1, int(block_s * rate)) * 4
             while data := proc.stdout.read(n):
                 got += len(data) // 4
-                yield rate, np.frombuffer(data[: len(data) // 4 * 4], "<f4").astype(np.float32)
+                yield rate, finite(np.frombuffer(data[: len(data) // 4 * 4], "<f4").astype(np.float32))[0]
         proc.wait()
     finally:
         if proc.poll() is None:  # the consumer stopped early (--max-seconds) or failed
@@ -162,7 +163,8 @@ def _pipe_blocks(
 
 
 def _mono(block: np.ndarray) -> np.ndarray:
-    return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else np.ascontiguousarray(block[:, 0])
+    mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else np.ascontiguousarray(block[:, 0])
+    return finite(mono)[0]  # a NaN would spread through the resampler
 
 
 def _wav_header(stream: IO[bytes]) -> int:

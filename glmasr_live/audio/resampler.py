@@ -11,6 +11,19 @@ STREAM_RESAMPLE_QUALITY = "HQ"
 """soxr quality for live streams: HQ keeps the filter delay a few ms (VHQ is for whole files)."""
 
 
+def finite(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """``samples`` with NaN made silence and infinities full scale, and how many were replaced.
+
+    Applied where audio enters (files, stdin, capture, before any filter): one NaN inside a
+    resampler or the segmenter's level tracking would silence everything after it.
+    """
+    bad = ~np.isfinite(samples)
+    n = int(bad.sum())
+    if n:
+        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    return samples, n
+
+
 class StreamResampler:
     """Downmix to mono and resample to 16 kHz block by block, continuous across blocks.
 
@@ -20,6 +33,7 @@ class StreamResampler:
     def __init__(self, in_rate: int, channels: int = 1, quality: str = STREAM_RESAMPLE_QUALITY) -> None:
         self.in_rate = in_rate
         self.channels = channels
+        self.nonfinite = 0  # NaN/inf input samples replaced so far
         self._stream = (
             None
             if in_rate == SAMPLE_RATE
@@ -32,7 +46,8 @@ class StreamResampler:
             mono = frames[:, 0] if frames.shape[1] == 1 else frames.mean(axis=1, dtype=np.float32)
         else:
             mono = frames
-        mono = np.ascontiguousarray(mono, dtype=np.float32)
+        mono, bad = finite(np.ascontiguousarray(mono, dtype=np.float32))
+        self.nonfinite += bad
         if self._stream is None:
             return mono.copy()
         return self._stream.resample_chunk(mono)

@@ -41,6 +41,7 @@ class RingBuffer:
     """
 
     def __init__(self, capacity: int, sample_rate: int = SAMPLE_RATE) -> None:
+        self.nonfinite_samples = 0  # NaN/inf samples written, replaced (silence / full scale)
         if capacity <= 0:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self._buf = np.zeros(capacity, dtype=np.float32)
@@ -92,6 +93,10 @@ class RingBuffer:
         x = np.asarray(samples, dtype=np.float32)
         if x.ndim != 1:
             raise ValueError(f"expected mono samples (1-D), got shape {x.shape}")
+        bad = ~np.isfinite(x)
+        if bad.any():  # the last edge before every stage: never let a NaN in
+            x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+            self.nonfinite_samples += int(bad.sum())
         with self._cond:
             if self._closed:
                 raise RingClosedError("write to a closed ring buffer")
