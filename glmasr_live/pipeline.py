@@ -144,7 +144,12 @@ class LivePipeline:
             raise ConfigError(f"encoder padding {s.encoder_padding!r}: use full or none")
         hostport = s.ws_host_port()
         writer = TranscriptWriter(s.transcripts) if s.transcripts else None
-        builder = CaptionBuilder(next_seq=writer.next_seq if writer else 0)
+        # A continued transcript goes on where it ended: numbering, time line, utterance ids.
+        builder = (
+            CaptionBuilder(writer.next_seq, clock_offset=writer.resume_clock, utterance_offset=writer.next_utterance)
+            if writer is not None
+            else CaptionBuilder()
+        )
         if self._source is None:
             log.info("opening input %s", s.input or s.input_device or "(default microphone)")
             self._source = build_source(s)

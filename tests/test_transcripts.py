@@ -273,3 +273,41 @@ def test_sigkill_mid_meeting_loses_no_acknowledged_final(tmp_path: Path) -> None
 def _child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[1])
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
+def test_one_writer_per_journal_highest_seq_and_only_finals(tmp_path):
+    from glmasr_live.captions.transcripts import TranscriptError, TranscriptJournal
+
+    path = tmp_path / "j.jsonl"
+    lines = [
+        CaptionEvent("final", 5, 0, 0.0, 1.0, "a", "", "a", 1.0, 0.0),
+        CaptionEvent("final", 3, 1, 1.0, 2.0, "b", "", "b", 2.0, 0.0),  # interleaved by two writers
+        CaptionEvent("partial", 9, 2, 2.0, 3.0, "c", "d", "c d", 3.0, 0.0),  # never a final
+    ]
+    path.write_text("".join(e.to_json() + "\n" for e in lines))
+    with TranscriptJournal(path) as j:
+        assert [e.text for e in j.finals] == ["a", "b"]
+        assert j.next_seq == 6 and j.next_utterance == 2 and j.resume_clock == 2.0
+        with pytest.raises(TranscriptError, match="another glmasr-live session"):
+            TranscriptJournal(path)
+    TranscriptJournal(path).close()  # free again once the first one closed
+
+
+def test_a_restarted_session_continues_numbering_clock_and_utterances(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo.wav"
+    journal = tmp_path / "t.jsonl"
+    cmd = [sys.executable, "-m", "glmasr_live", "--no-tui", "--no-ws", "--model", "demo", "--input", str(demo),
+           "--transcript", str(journal)]  # fmt: skip
+    for _ in range(2):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr
+    finals = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert len(finals) == 20
+    assert [f["seq"] for f in finals] == sorted({f["seq"] for f in finals})
+    assert [f["utterance"] for f in finals] == list(range(20))
+    starts = [f["start"] for f in finals]
+    assert starts == sorted(starts) and starts[10] >= finals[9]["end"]  # the second run follows on

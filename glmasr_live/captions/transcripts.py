@@ -11,6 +11,7 @@ Everything here blocks on disk: call it from a worker thread, never on the event
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ class TranscriptJournal:
         self.path = Path(path)
         self.repaired_bytes = 0
         self._finals: list[CaptionEvent] = []
+        self._max_seq: int | None = None
         self._failed: OSError | None = None
         self._fd: int | None = None
         self._open()
@@ -50,6 +52,14 @@ class TranscriptJournal:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise TranscriptError(f"cannot open transcript {self.path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise TranscriptError(
+                f"transcript {self.path} is being written by another glmasr-live session; "
+                "give this one another name"
+            ) from None
         try:
             data = _read_all(fd)
             good = self._parse(data)
@@ -84,7 +94,8 @@ class TranscriptJournal:
                     raise TranscriptError(
                         f"transcript journal {self.path} is corrupt at line {i + 1}; move it aside"
                     ) from exc
-                self._finals.append(event)
+                if event.type == "final":  # anything else was never ours to keep
+                    self._finals.append(event)
             offset = end
         return offset
 
@@ -94,8 +105,16 @@ class TranscriptJournal:
 
     @property
     def last_seq(self) -> int:
-        """Sequence number of the last final in the journal, -1 when empty."""
-        return self._finals[-1].seq if self._finals else -1
+        """The highest sequence number in the journal, -1 when empty (lines of two sessions
+        may be out of order in a journal written before journals were locked)."""
+        if self._max_seq is None:
+            self._max_seq = max((e.seq for e in self._finals), default=-1)
+        return self._max_seq
+
+    @property
+    def next_utterance(self) -> int:
+        """The utterance id a restarted session continues with."""
+        return max((e.utterance for e in self._finals), default=-1) + 1
 
     @property
     def next_seq(self) -> int:
@@ -128,6 +147,7 @@ class TranscriptJournal:
             self._failed = exc
             raise TranscriptError(f"cannot write transcript {self.path}: {exc.strerror}") from exc
         self._finals.append(event)
+        self._max_seq = event.seq
 
     def close(self) -> None:
         if self._fd is not None:
@@ -320,6 +340,10 @@ class TranscriptWriter:
     @property
     def resume_clock(self) -> float:
         return self.journal.resume_clock
+
+    @property
+    def next_utterance(self) -> int:
+        return self.journal.next_utterance
 
     def append(self, event: CaptionEvent) -> None:
         """Record a final (others are ignored): journal + fsync first, then the derived files."""
