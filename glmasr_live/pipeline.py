@@ -51,10 +51,9 @@ def build_source(s: PipelineSettings) -> Any:
     if s.input == "-":
         return StdinSource(fmt=s.stdin_format, rate=s.stdin_rate, channels=s.stdin_channels)
     if s.input:
-        from glmasr_live.audio.decode import load_audio
-
-        load_audio(s.input)  # one clear line for a missing, empty or broken file
-        return FileSource(s.input, realtime=s.realtime)
+        src = FileSource(s.input, realtime=s.realtime)
+        src._prepare()  # reads the file now: one clear line for a missing, empty or broken one
+        return src
     from glmasr_live.audio.capture import MicrophoneSource
     from glmasr_live.audio.capture_types import CaptureSettings
     from glmasr_live.audio.devices import find_input_device
@@ -196,6 +195,7 @@ class LivePipeline:
             device=engine.device.type,
             dtype=str(engine.dtype).replace("torch.", ""),
             ws_url=self.server.url if self.server else None,
+            overlay_url=self.server.overlay_url if self.server else None,
             transcripts=tuple(s.transcripts),
         )
         self.scheduler.start()

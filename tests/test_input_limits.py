@@ -139,3 +139,11 @@ def test_non_finite_samples_do_not_silence_the_rest(nan_recording, how):
         lines = [line for line in r.stdout.splitlines() if line.strip()]
     assert r.returncode == 0, r.stderr
     assert len(lines) == 10, r.stdout  # every utterance, after the NaN and the inf too
+
+
+def test_plain_mode_shows_the_caption_urls_with_a_generated_token():
+    r = subprocess.run([sys.executable, "-m", "glmasr_live", "--no-tui", "--model", "demo", "--input", str(DEMO),
+                        "--ws", "0.0.0.0:0"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stderr.splitlines() if "captions on ws://" in x)
+    assert "?token=" in line and "/overlay?token=" in line

@@ -223,6 +223,8 @@ def run_plain(make_session: SessionFactory, *, out: TextIO | None = None, err: T
         raise
     info = session.info
     printer.message(f"listening to {info.input_name or 'the default input'}; Ctrl-C stops")
+    if info.ws_url:  # with the token when one is needed: without it a LAN bind is unusable
+        printer.message(f"captions on {info.ws_url}; OBS overlay: {info.overlay_url}")
 
     failure: list[BaseException] = []
 
