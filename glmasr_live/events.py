@@ -239,5 +239,5 @@ class SessionInfo:
     device: str = "cpu"
     dtype: str = "float32"
     ws_url: str | None = None
-    overlay_url: str | None = None
     transcripts: tuple[str, ...] = ()
+    overlay_url: str | None = None
