@@ -301,8 +301,12 @@ class StdinSource(_ThreadedSource):
     ) -> None:
         if fmt not in PCM_FORMATS:
             raise AudioInputError(f"unknown raw PCM format {fmt!r} (choose {', '.join(PCM_FORMATS)})")
-        if rate <= 0 or channels <= 0:
-            raise AudioInputError(f"raw PCM needs a positive rate and channel count (got {rate}, {channels})")
+        if not (1000 <= rate <= 768_000) or not (1 <= channels <= 64):
+            raise AudioInputError(
+                f"raw PCM needs a rate from 1000 to 768000 Hz and 1 to 64 channels (got {rate} Hz, {channels})"
+            )
+        if stream is None and sys.stdin is None:
+            raise AudioInputError("standard input is closed: pipe raw PCM into --input -")
         super().__init__(name, rate)
         self.lossless = True  # a pipe's writer waits while we do not read
         self.stream = stream if stream is not None else sys.stdin.buffer
@@ -339,6 +343,8 @@ class StdinSource(_ThreadedSource):
             if wake is not None:
                 os.close(wake[0])
                 os.close(wake[1])
+        if not self._frames_read and not pending and not self._stop.is_set():
+            raise AudioInputError(f"{self._name}: no audio arrived (the input was empty)")
         if pending and not self._stop.is_set():
             raise AudioInputError(
                 f"{self._name}: input ended with a partial sample ({len(pending)} stray byte(s); "
@@ -374,6 +380,6 @@ def _blocking_fd(stream: BinaryIO) -> int | None:
         mode = os.fstat(fd).st_mode
     except (AttributeError, OSError, ValueError):
         return None
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd)):
         return fd
-    return None
+    return None  # a file or a device such as /dev/null: plain reads never block (epoll refuses them)

@@ -1,0 +1,51 @@
+"""Bad input to the live command, table-driven: each is one ``glmasr-live: error:`` line and a
+non-zero exit, never a traceback, never exit 0 after losing text."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo.wav"
+LIVE = f"{shlex.quote(sys.executable)} -m glmasr_live --no-tui --no-ws --model demo"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "random.mp3").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
+    (d / "empty.wav").write_bytes(b"")
+    (d / "partial.s16le").write_bytes(b"\x00\x01" * 8000 + b"\x01")
+    return d
+
+
+CASES = [
+    # (shell arguments and redirections; {d} is the inputs folder), words the error line holds
+    ("--input - </dev/null", "no audio arrived"),
+    ("--input - <&-", "standard input is closed"),
+    ("--input - --stdin-rate 1 <{demo}", "rate from 1000"),
+    ("--input - --stdin-channels 0 <{demo}", "1 to 64 channels"),
+    ("--input - <{d}/partial.s16le", "partial sample"),
+    ("--input {d}/missing.wav", "missing.wav"),
+    ("--input {d}/random.mp3", "random.mp3"),
+    ("--input {d}/empty.wav", "empty.wav"),
+    ("--input {demo} --interval nan", "--interval"),
+    ("--input {demo} --interval inf", "--interval"),
+    ("--input {demo} --vad-sensitivity 2", "--vad-sensitivity"),
+    ("--input - --stdin-format s24le <{demo}", "--stdin-format"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_error_line_and_a_non_zero_exit(inputs, args, words):
+    cmd = f"{LIVE} " + args.format(d=inputs, demo=DEMO)
+    r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("glmasr-live: error:")]
+    assert r.returncode != 0, (cmd, r.stderr)
+    assert len(errors) == 1 and words in errors[0], (cmd, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
