@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -230,14 +230,15 @@ class FileSource(_ThreadedSource):
         self.speed = speed
         # 20 ms blocks mimic a microphone; 1 s blocks keep fast mode cheap.
         self.block = int(SAMPLE_RATE * (block_s if block_s is not None else 0.02 if realtime else 1.0))
-        self._audio: np.ndarray | None = None
+        self._file: Any = None
 
     def _prepare(self) -> None:
-        from glmasr_live.audio.decode import load_audio
+        """Check the file (one clear line for a missing, empty or broken one); nothing is
+        decoded yet: the file is read block by block as it is produced, never held whole."""
+        from glmasr_live.audio.filestream import open_file
 
-        if self._audio is None:
-            self._audio = load_audio(self.path)
-            self._frames_read = len(self._audio)
+        if self._file is None:
+            self._file = open_file(self.path)
             try:
                 import soundfile as sf
 
@@ -246,18 +247,21 @@ class FileSource(_ThreadedSource):
                 self._native_rate = SAMPLE_RATE
 
     def _produce(self, ring: RingBuffer) -> None:
-        audio = self._audio
-        assert audio is not None
+        assert self._file is not None
         t0 = time.monotonic()
         rate = SAMPLE_RATE * self.speed
-        for start in range(0, len(audio), self.block):
-            end = min(start + self.block, len(audio))
-            # Blocking on the stop event (not sleep) makes stop() take effect at once.
-            if self.realtime and self._stop.wait(max(0.0, t0 + end / rate - time.monotonic())):
-                return
-            self._write(ring, audio[start:end])  # a lossless write waits for room
-            if self._stop.is_set():
-                return
+        done = 0
+        for chunk in self._file.blocks():
+            self._frames_read += len(chunk)
+            for start in range(0, len(chunk), self.block):
+                piece = chunk[start : start + self.block]
+                done += len(piece)
+                # Blocking on the stop event (not sleep) makes stop() take effect at once.
+                if self.realtime and self._stop.wait(max(0.0, t0 + done / rate - time.monotonic())):
+                    return
+                self._write(ring, piece)  # a lossless write waits for room
+                if self._stop.is_set():
+                    return
 
 
 PCM_FORMATS: dict[str, tuple[str, float, float]] = {
