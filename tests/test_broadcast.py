@@ -386,3 +386,18 @@ def test_stuck_client_is_dropped_by_keepalive_within_ping_interval_plus_timeout(
         stuck.close()
 
     run(main, ping_interval=0.3, ping_timeout=0.3, close_timeout=0.3)
+
+
+def test_pages_answer_get_and_head_only() -> None:
+    async def main(server: CaptionServer) -> None:
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as session:
+            for path in ("/healthz", "/overlay"):
+                for method in ("POST", "PUT", "DELETE"):
+                    async with session.request(method, base + path) as r:
+                        assert r.status == 405 and "GET" in r.headers["Allow"], (method, path)
+                async with session.head(base + path) as r:
+                    assert r.status == 200 and int(r.headers["Content-Length"]) > 0
+                    assert await r.read() == b""
+
+    run(main)

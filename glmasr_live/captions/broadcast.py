@@ -327,8 +327,12 @@ class CaptionServer:
         host = http.single(request.headers, "Host")
         if host is None or not self._host_allowed(host):
             return http.text(403, "forbidden: Host not allowed\n")
+        method = getattr(request, "method", "GET")  # websockets >= 14 parses other methods too
+        if method not in ("GET", "HEAD") or (method == "HEAD" and target.path in WS_PATHS):
+            return http.text(405, f"method {method} not allowed: GET only\n")
+        head = method == "HEAD"
         if target.path in OVERLAY_PATHS:
-            return http.response(200, self._overlay, "text/html; charset=utf-8", overlay=True)
+            return http.response(200, self._overlay, "text/html; charset=utf-8", overlay=True, head=head)
         if target.path == "/healthz":
             health = {
                 "status": "ok",
@@ -337,7 +341,7 @@ class CaptionServer:
                 "published": self.published,
                 "dropped": self.dropped,
             }
-            return http.response(200, json.dumps(health).encode(), "application/json")
+            return http.response(200, json.dumps(health).encode(), "application/json", head=head)
         if target.path not in WS_PATHS:
             return http.text(404, "not found\n")
         origin = http.single(request.headers, "Origin")

@@ -135,7 +135,8 @@ def read_overlay() -> bytes:
         raise ServerError(f"the overlay page is missing from the installation: {exc}") from exc
 
 
-def response(status: int, body: bytes, content_type: str, overlay: bool = False) -> Response:
+def response(status: int, body: bytes, content_type: str, overlay: bool = False, head: bool = False) -> Response:
+    """A complete response; ``head``: the same headers without the body (a HEAD request)."""
     headers: list[tuple[str, str]] = [
         ("Content-Type", content_type),
         ("Content-Length", str(len(body))),
@@ -146,8 +147,10 @@ def response(status: int, body: bytes, content_type: str, overlay: bool = False)
     if overlay:
         # The page URL may carry the token: never leak it in a Referer.
         headers += [("Content-Security-Policy", _OVERLAY_CSP), ("Referrer-Policy", "no-referrer")]
-    phrases: dict[int, str] = {200: "OK", 403: "Forbidden", 404: "Not Found"}
-    return Response(status, phrases.get(status, ""), Headers(headers), body)
+    if status == 405:
+        headers.append(("Allow", "GET, HEAD"))
+    phrases: dict[int, str] = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
+    return Response(status, phrases.get(status, ""), Headers(headers), b"" if head else body)
 
 
 def text(status: int, text: str) -> Response:
