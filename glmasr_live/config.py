@@ -73,6 +73,8 @@ class PipelineSettings:
         host, sep, port = self.ws.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"--ws {self.ws!r}: expected HOST:PORT, e.g. 127.0.0.1:8765")
+        if ":" in host and not (host.startswith("[") and host.endswith("]")):
+            raise ConfigError(f"--ws {self.ws!r}: an IPv6 address goes in brackets, e.g. [::1]:8765")
         return (host.strip("[]") or "127.0.0.1"), int(port)
 
 

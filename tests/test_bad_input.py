@@ -3,6 +3,7 @@ non-zero exit, never a traceback, never exit 0 after losing text."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -21,6 +22,7 @@ def inputs(tmp_path_factory):
     (d / "random.mp3").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
     (d / "empty.wav").write_bytes(b"")
     (d / "partial.s16le").write_bytes(b"\x00\x01" * 8000 + b"\x01")
+    os.mkfifo(d / "pipe.fifo")
     return d
 
 
@@ -32,7 +34,8 @@ CASES = [
     ("--input - --stdin-channels 0 <{demo}", "1 to 64 channels"),
     ("--input - <{d}/partial.s16le", "partial sample"),
     ("--input {d}/missing.wav", "missing.wav"),
-    ("--input {d}/random.mp3", "random.mp3"),
+    ("--input {d}/random.mp3", "not a readable audio file"),
+    ("--input {d}/pipe.fifo", "is a pipe, not a file"),
     ("--input {d}/empty.wav", "empty.wav"),
     ("--input {demo} --interval nan", "--interval"),
     ("--input {demo} --interval inf", "--interval"),
@@ -49,3 +52,9 @@ def test_bad_input_is_one_error_line_and_a_non_zero_exit(inputs, args, words):
     assert r.returncode != 0, (cmd, r.stderr)
     assert len(errors) == 1 and words in errors[0], (cmd, r.stderr)
     assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_ipv6_address_without_brackets_is_one_error_line():
+    r = subprocess.run([sys.executable, "-m", "glmasr_live", "--no-tui", "--model", "demo", "--input", str(DEMO),
+                        "--ws", "::1"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "in brackets, e.g. [::1]:8765" in r.stderr and "Traceback" not in r.stderr

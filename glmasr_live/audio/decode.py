@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import shutil
+import stat
 import struct
 import subprocess
 from pathlib import Path
@@ -36,6 +37,10 @@ RESAMPLE_QUALITY = "VHQ"
 # libsndfile error codes (sndfile.h): it does not know the container or the encoding in it.
 _SF_ERR_UNRECOGNISED_FORMAT = 1
 _SF_ERR_UNSUPPORTED_ENCODING = 4
+_SF_ERR_NOT_A_FILE = 7
+"""What libsndfile's mp3 reader says of bytes that are no mp3 at all ("does not exist or is not a
+regular file"): the file was checked to exist, so this means "not recognised" (ffmpeg decides)."""
+NOT_RECOGNISED = (_SF_ERR_UNRECOGNISED_FORMAT, _SF_ERR_UNSUPPORTED_ENCODING, _SF_ERR_NOT_A_FILE)
 # RIFF sizes that streaming writers (ffmpeg to a pipe, crashed recorders) leave in the header:
 # they mean "length unknown", not "truncated".
 _UNKNOWN_RIFF_SIZES = (0, 0xFFFFFFFF)
@@ -80,6 +85,8 @@ def _check_path(p: Path) -> None:
         raise AudioInputError(f"{p}: is a directory, not an audio file")
     if not os.access(p, os.R_OK):
         raise AudioInputError(f"{p}: permission denied")
+    if stat.S_ISFIFO(p.stat().st_mode):
+        raise AudioInputError(f"{p}: is a pipe, not a file: send raw PCM to --input - instead")
     if p.stat().st_size == 0:
         raise AudioInputError(f"{p}: is empty (0 bytes)")
 
@@ -96,7 +103,7 @@ def _read_soundfile(p: Path, allow_truncated: bool) -> tuple[np.ndarray, int]:
             rate = f.samplerate
             audio = f.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as e:
-        if e.code in (_SF_ERR_UNRECOGNISED_FORMAT, _SF_ERR_UNSUPPORTED_ENCODING):
+        if e.code in NOT_RECOGNISED:
             raise _NotRecognised(_one_line(e.error_string).lower()) from None
         raise AudioInputError(f"{p}: truncated or corrupt audio file ({_one_line(e.error_string)})") from None
     except (RuntimeError, OSError) as e:  # soundfile raises plain RuntimeError for some decode errors

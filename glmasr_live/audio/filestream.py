@@ -25,8 +25,7 @@ import soundfile as sf
 import soxr
 
 from glmasr_live.audio.decode import (
-    _SF_ERR_UNRECOGNISED_FORMAT,
-    _SF_ERR_UNSUPPORTED_ENCODING,
+    NOT_RECOGNISED,
     RESAMPLE_QUALITY,
     _check_path,
     _one_line,
@@ -120,7 +119,7 @@ def open_file(path: str | os.PathLike[str]) -> AudioFile:
         with sf.SoundFile(str(p)) as f:
             info, frames, rate = f.extra_info, f.frames, f.samplerate
     except sf.LibsndfileError as e:
-        if e.code not in (_SF_ERR_UNRECOGNISED_FORMAT, _SF_ERR_UNSUPPORTED_ENCODING):
+        if e.code not in NOT_RECOGNISED:
             raise AudioInputError(
                 f"{p}: truncated or corrupt audio file ({_one_line(e.error_string)})"
             ) from None
