@@ -10,7 +10,7 @@ TEST=0
 [ "${1:-}" = "--test" ] && TEST=1
 
 apt_pkgs=(espeak-ng sox libsox-fmt-all libsndfile1 ffmpeg libportaudio2)
-[ "$TEST" = 1 ] && apt_pkgs+=(tmux pulseaudio pulseaudio-utils libasound2-plugins chromium fonts-noto-cjk)
+[ "$TEST" = 1 ] && apt_pkgs+=(tmux pulseaudio pulseaudio-utils libasound2-plugins chromium fonts-noto-cjk redis-server)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -33,11 +33,16 @@ def register(sub: Any) -> None:
                    help="extra Host name accepted, e.g. studio.local (repeatable)")  # fmt: skip
     g.add_argument("--transcripts", type=Path, default=_D.transcripts_dir, metavar="DIR",
                    help="rooms' transcripts: DIR/ROOM.jsonl .srt .vtt .txt (default %(default)s)")  # fmt: skip
-    g.add_argument("--max-streams", type=int, default=_D.max_streams, help="live streams at once (default %(default)s)")
+    g.add_argument(
+        "--max-streams", type=int, default=_D.max_streams, help="live streams at once (default %(default)s)"
+    )
     g.add_argument("--max-streams-per-room", type=int, default=_D.max_streams_per_room,
                    help="live streams in one room at once (default %(default)s)")  # fmt: skip
     g.add_argument("--idle", type=positive_float, default=_D.idle_s,
                    help="end a live socket silent this many seconds (default %(default)s)")  # fmt: skip
+    g.add_argument("--bus", default=None, metavar="redis://HOST:PORT/DB",
+                   help="share rooms with other replicas through Redis (password in the URL or "
+                   "REDIS_PASSWORD); without it this process serves its rooms alone")  # fmt: skip
     g.add_argument("--certfile", type=Path, default=None, help="TLS certificate (serve https/wss)")
     g.add_argument("--keyfile", type=Path, default=None, help="TLS private key for --certfile")
     p.set_defaults(func=run)
@@ -54,8 +59,20 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         host=host, port=port, publish_token=args.publish_token, view_token=args.view_token,
         allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
         transcripts_dir=args.transcripts, max_streams=args.max_streams,
-        max_streams_per_room=args.max_streams_per_room, idle_s=args.idle,
+        max_streams_per_room=args.max_streams_per_room, idle_s=args.idle, bus=_bus_url(args.bus),
     )  # fmt: skip
+
+
+def _bus_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("--bus: give a redis://HOST:PORT/DB (or rediss://, unix://) URL")
+    try:
+        import redis  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("--bus needs the redis package: pip install 'glmasr-live[bus]'") from exc
+    return url
 
 
 def _ssl(args: argparse.Namespace) -> Any:

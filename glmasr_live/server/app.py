@@ -56,6 +56,7 @@ async def health(request: web.Request) -> web.Response:
         "status": "stopping" if ctx.stopping.is_set() else "ok", "v": SCHEMA_VERSION,
         "streams": ctx.stream_count(), "rooms": len(ctx.rooms.all), "viewers": len(ctx.viewers),
         "model": getattr(ctx.captioner.engine, "model_name", ""),
+        "bus": ctx.bus.state if ctx.bus is not None else "off",
     })  # fmt: skip
 
 

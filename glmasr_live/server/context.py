@@ -17,6 +17,9 @@ from glmasr_live.server.access import Access, Role
 from glmasr_live.server.rooms import Room, Rooms
 from glmasr_live.server.settings import ServerSettings
 
+JOIN_WAIT_S = 5.0
+"""With a bus, how long a new client waits for its room's shared state while Redis is away."""
+
 
 class ServerContext:
     def __init__(self, settings: ServerSettings, captioner: Any) -> None:
@@ -26,7 +29,12 @@ class ServerContext:
             settings.host, settings.publish_token, settings.view_token,
             settings.allowed_hosts, settings.allowed_origins,
         )  # fmt: skip
-        self.rooms = Rooms(settings.transcripts_dir, settings.backlog_finals, settings.max_rooms)
+        self.bus: Any = None
+        if settings.bus:
+            from glmasr_live.server.bus import Bus
+
+            self.bus = Bus(settings.bus)
+        self.rooms = Rooms(settings.transcripts_dir, settings.backlog_finals, settings.max_rooms, self.bus)
         self.sessions: set[Any] = set()
         self.viewers: set[web.WebSocketResponse] = set()
         self.stopping = asyncio.Event()
@@ -67,6 +75,22 @@ class ServerContext:
         ev = self._status.status(code, message, session.audio_seconds)
         return replace(ev, stream=session.id, speaker=session.speaker)
 
+    async def join(self, name: str, speaker: str | None = None) -> Room:
+        """Open room ``name`` (RoomFull when the server holds as many rooms as it may); with a
+        bus, first wait (bounded) until the room's clock, seq and recent finals are in, and
+        fetch ``speaker``'s origin (they may have started on another replica)."""
+        room = self.rooms.open(name)
+        if room.link is not None:
+            room.joining += 1  # not let go while this waits
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(room.link.ready.wait(), JOIN_WAIT_S)
+                if speaker is not None:
+                    await room.link.speaker_origin(speaker)
+            finally:
+                room.joining -= 1
+        return room
+
     def stream_count(self) -> int:
         return len(self.sessions)
 
@@ -86,6 +110,8 @@ class ServerContext:
         for ws in list(self.viewers):
             with contextlib.suppress(Exception):
                 await ws.close(code=1001, message=b"server shutting down")
+        if self.bus is not None:
+            await self.bus.close()
         for room in self.rooms.all:
             await asyncio.get_running_loop().run_in_executor(None, room.journal.close)
 

@@ -39,7 +39,7 @@ async def captions(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=4096, heartbeat=20.0)
     await ws.prepare(request)
     try:
-        room = ctx.rooms.open(name)
+        room = await ctx.join(name)
     except RoomFull as exc:
         await ws.close(code=1013, message=str(exc).encode())
         return ws

@@ -119,10 +119,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         outbox.offer(ev.to_json(), "partial" if ev.type == "partial" else None)  # status kept
 
     try:
+        await ctx.join(params.room, params.name)  # with a bus: the room's shared state first
         session = StreamSession.open(
             ctx, params.room, params.name, params.sample_rate, params.channels, params.resume_at, deliver
         )
     except RoomFull as exc:
+        if (room := ctx.rooms.get(params.room)) is not None:
+            ctx.rooms.release(room)  # opened by join, if no one else is in it
         await close(ws, 1013, str(exc))
         return ws
     ctx.sessions.add(session)
@@ -137,9 +140,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         await session.finish(ctx.settings.close_timeout_s)
         ctx.sessions.discard(session)
         if session.journal_error:
-            deliver(
-                session.room.publish(ctx.status(session, "transcript_error", session.journal_error), 0)[0]
-            )
+            session.room.publish(ctx.status(session, "transcript_error", session.journal_error), 0, deliver)
         await outbox.flush(ctx.settings.close_timeout_s)
         if not ws.closed:
             await close(ws, code, reason)

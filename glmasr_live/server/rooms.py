@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from glmasr_live.captions import transcripts
 from glmasr_live.events import CaptionEvent
@@ -154,6 +155,16 @@ class Room:
         self.viewers: set[Outbox] = set()
         self.streams: set[str] = set()
         self.origins: dict[str, float] = {}  # speaker -> where their first stream began
+        self.link: Any = None  # the room's ``bus.RoomLink`` when replicas share rooms
+        self.joining = 0  # clients waiting for the bus to attach the room
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
+    def set_clock(self, now: float) -> None:
+        """Set the room's clock to ``now`` (the bus: the room's clock shared by every replica)."""
+        self._base, self._t0 = now, time.monotonic()
 
     def now(self) -> float:
         """The room's clock: seconds since it opened (continuing its journal)."""
@@ -168,24 +179,40 @@ class Room:
         if resume_at is not None and speaker in self.origins:
             return self.origins[speaker] + resume_at
         origin = self.now()
-        self.origins.setdefault(speaker, origin)
+        if speaker not in self.origins:
+            self.origins[speaker] = origin
+            if self.link is not None:
+                self.link.note_origin(speaker, origin)
         return origin
 
     def publish(
-        self, event: CaptionEvent, offset: float
-    ) -> tuple[CaptionEvent, concurrent.futures.Future[None] | None]:
-        """Put one of a stream's events on the room's clock and numbering and fan it out.
+        self, event: CaptionEvent, offset: float, deliver: Callable[[CaptionEvent], None]
+    ) -> concurrent.futures.Future[None] | None:
+        """Put one of a stream's events on the room's clock and numbering, fan it out and hand
+        the room's event to ``deliver`` (the stream's own socket).
 
         Status events go back to their own stream only; partials and finals go to every viewer.
-        Returns the room's event and, for a final, the future of its journal write.
+        Returns, for a final, the future of its journal write. With a bus the event is numbered
+        by Redis and comes back to every replica's ``receive``; ``deliver`` is called then.
         """
         ev = replace(
-            event, seq=self._seq, room=self.name, start=event.start + offset,
+            event, room=self.name, start=event.start + offset,
             end=event.end + offset, audio_clock=event.audio_clock + offset,
         )  # fmt: skip
-        self._seq += 1
-        if ev.type == "status":
-            return ev, None
+        if self.link is not None:
+            return self.link.publish(ev, deliver)
+        ev = replace(ev, seq=self._seq)
+        written = None if ev.type == "status" else self.receive(ev)
+        self._seq = ev.seq + 1
+        deliver(ev)
+        return written
+
+    def receive(self, ev: CaptionEvent) -> concurrent.futures.Future[None] | None:
+        """A numbered partial or final of the room: fan it out (once: a seq already seen is
+        dropped), keep and journal a final; the journal write's future for a final."""
+        if ev.seq < self._seq:
+            return None
+        self._seq = ev.seq + 1
         written = None
         if ev.type == "final":
             self.recent.append(ev)
@@ -194,11 +221,21 @@ class Room:
         key = None if ev.type == "final" else f"p:{ev.stream}"
         for viewer in list(self.viewers):
             viewer.offer(message, key)
-        return ev, written
+        return written
+
+    def notify(self, code: str, message: str) -> None:
+        """Tell the room's viewers about the room itself (the bus lost or back); not numbered:
+        it repeats the last seq."""
+        ev = CaptionEvent(
+            "status", max(self._seq - 1, 0), -1, 0.0, 0.0, "", "", "", self.now(), time.time(),
+            status=code, message=message, room=self.name,
+        )  # fmt: skip
+        for viewer in list(self.viewers):
+            viewer.offer(ev.to_json())
 
     @property
     def idle(self) -> bool:
-        return not self.streams and not self.viewers
+        return not self.streams and not self.viewers and not self.joining
 
 
 class RoomFull(Exception):
@@ -208,8 +245,9 @@ class RoomFull(Exception):
 class Rooms:
     """The server's rooms by name; a room with no streams and no viewers is let go."""
 
-    def __init__(self, directory: Path, backlog: int, max_rooms: int) -> None:
+    def __init__(self, directory: Path, backlog: int, max_rooms: int, bus: Any = None) -> None:
         self.directory = directory
+        self.bus = bus
         self.backlog = backlog
         self.max_rooms = max_rooms
         self._rooms: dict[str, Room] = {}
@@ -224,12 +262,16 @@ class Rooms:
                 raise RoomFull(f"server full: {self.max_rooms} rooms open")
             room = Room(name, RoomJournal(self.directory, name), self.backlog)
             self._rooms[name] = room
+            if self.bus is not None:
+                room.link = self.bus.link(room)
         return room
 
     def release(self, room: Room) -> None:
         """Let an idle room go (its journal is closed; reopening it continues the journal)."""
         if room.idle and self._rooms.get(room.name) is room:
             del self._rooms[room.name]
+            if room.link is not None:
+                self.bus.unlink(room.link)
             room.journal.close()
 
     def transcript_path(self, name: str, fmt: str) -> Path:

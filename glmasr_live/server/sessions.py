@@ -73,10 +73,10 @@ class StreamSession:
         self._loop.call_soon_threadsafe(self._finished.set)
 
     def _publish(self, event: CaptionEvent) -> None:
-        ev, written = self.room.publish(replace(event, stream=self.id, speaker=self.speaker), self.offset)
+        ev = replace(event, stream=self.id, speaker=self.speaker)
+        written = self.room.publish(ev, self.offset, self.deliver)
         if written is not None:
             self._writes.append(asyncio.wrap_future(written))
-        self.deliver(ev)
 
     # -- the socket's side ------------------------------------------------------------------
 
@@ -100,7 +100,9 @@ class StreamSession:
         await asyncio.sleep(0)  # events handed over just before the finish notice
         for w in self._writes:
             try:
-                await w
+                await asyncio.wait_for(w, timeout)  # with a bus: Redis may be away
+            except TimeoutError:
+                self.journal_error = f"a final was not journaled within {timeout:.0f} s (room bus away?)"
             except Exception as exc:  # noqa: BLE001 - the final was still sent; say so
                 self.journal_error = str(exc)
         self._writes.clear()

@@ -28,6 +28,8 @@ class ServerSettings:
         viewer_queue: messages that may wait for one slow viewer; one more and it is dropped.
         max_upload_bytes: largest file ``POST /v1/audio/transcriptions`` accepts.
         close_timeout_s: how long shutdown waits for open utterances' finals.
+        bus: ``redis://[:PASSWORD@]HOST:PORT/DB``: replicas share rooms through Redis
+            (``server/bus.py``); None: this process serves its rooms alone.
     """
 
     host: str = "127.0.0.1"
@@ -48,3 +50,4 @@ class ServerSettings:
     viewer_queue: int = 256
     max_upload_bytes: int = 200 << 20
     close_timeout_s: float = 30.0
+    bus: str | None = None
