@@ -30,7 +30,9 @@ CONTEXT_MAX_S = 3600.0
 ENCODER_PADDINGS = ("full", "none")
 
 
-def _float_in(low: float, high: float | None, note: str = "", open_low: bool = False) -> Callable[[Any], float]:
+def _float_in(
+    low: float, high: float | None, note: str = "", open_low: bool = False
+) -> Callable[[Any], float]:
     def check(value: Any) -> float:
         try:
             v = float(value)
@@ -138,7 +140,9 @@ def argparse_type(name: str) -> Callable[[str], Any]:
     return convert
 
 
-def add_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, default: bool = True) -> None:
+def add_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, default: bool = True
+) -> None:
     """The option's flag; ``default=False`` leaves it None when absent (the live command then
     falls back to the environment and the config file)."""
     opt = OPTIONS[name]

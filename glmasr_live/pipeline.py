@@ -145,7 +145,9 @@ class LivePipeline:
         writer = TranscriptWriter(s.transcripts) if s.transcripts else None
         # A continued transcript goes on where it ended: numbering, time line, utterance ids.
         builder = (
-            CaptionBuilder(writer.next_seq, clock_offset=writer.resume_clock, utterance_offset=writer.next_utterance)
+            CaptionBuilder(
+                writer.next_seq, clock_offset=writer.resume_clock, utterance_offset=writer.next_utterance
+            )
             if writer is not None
             else CaptionBuilder()
         )

@@ -35,6 +35,7 @@ from glmasr_live.events import (
     Work,
     WorkKind,
     fallback_final,
+    join_text,
 )
 from glmasr_live.option_table import INTERVAL_S
 
@@ -67,6 +68,7 @@ class _Utterance:
     end: int | None = None
     fed: int = -1  # absolute sample up to which the decoder has this utterance's audio (-1: none)
     last: Hypothesis | None = None
+    shown: bool = False  # a partial with text went out (its final must follow, even if empty)
 
 
 @dataclass
@@ -263,7 +265,12 @@ class StreamPolicy:
         self._account(work, step_s, now)
         events = self.collect()
         lag = self.stats.lag_s
-        events.append(self.builder.caption(work.utterance, work.start, hyp, now, lag=lag))
+        text = join_text(hyp.committed, hyp.tentative).strip()
+        # A final with no text after no shown partial (the model heard no words: music, a
+        # cough) is no caption; the utterance is still completed and its audio freed.
+        if text or u.shown or work.kind != "final":
+            events.append(self.builder.caption(work.utterance, work.start, hyp, now, lag=lag))
+            u.shown = u.shown or bool(text)
         if work.kind == "final":
             self._utts.popleft()
             self._forget()
@@ -309,7 +316,11 @@ class StreamPolicy:
         st.max_lag_s = max(st.max_lag_s, st.lag_s)
         behind = step_s > self.settings.max_lag_s or st.lag_s > self.settings.max_lag_s
         shed = st.shed_partials - self._shed_reported
-        if self.settings.live and (behind or shed) and now - self._behind_reported_at >= self.settings.behind_report_s:
+        if (
+            self.settings.live
+            and (behind or shed)
+            and now - self._behind_reported_at >= self.settings.behind_report_s
+        ):
             self.events.append(
                 self.status(
                     "behind",

@@ -131,7 +131,9 @@ def run_streams(
     return _measure(scheduling, recs, events, handles, sched, audio_s, peak_kv[0])
 
 
-def _feed_in_real_time(handles: list[Any], recs: list[Recording], starts: list[float], store: Any, peak: list[int]) -> None:
+def _feed_in_real_time(
+    handles: list[Any], recs: list[Recording], starts: list[float], store: Any, peak: list[int]
+) -> None:
     pos = [0] * len(recs)
     tick = threading.Event()  # never set: the feeder's pacing, like a capture callback's period
     while any(p < len(r.audio) for p, r in zip(pos, recs, strict=True)):
@@ -196,7 +198,9 @@ def measure_events(row: RunRow, recs: list[Recording], events: list[list[Caption
 
 def _utterance_count(words: list[WordSpan]) -> int:
     """Phrases in a recording: word runs separated by the recording's 0.6 s+ pauses."""
-    return 1 + sum(1 for a, b in zip(words, words[1:], strict=False) if b.start - a.end >= 0.55) if words else 0
+    return (
+        1 + sum(1 for a, b in zip(words, words[1:], strict=False) if b.start - a.end >= 0.55) if words else 0
+    )
 
 
 def largest_held(rows: list[RunRow], scheduling: str) -> int:

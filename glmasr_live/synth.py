@@ -357,7 +357,9 @@ def write_wav(path: str | os.PathLike[str], audio: np.ndarray, rate: int = SAMPL
 HELDOUT_KINDS = ("plain", "whisper", "quiet", "multiwindow", "cjk", "empty")
 
 
-def demo_heldout_set(seed: int = 2024, voices: list[Voice | None] | None = None) -> list[tuple[str, np.ndarray, str]]:
+def demo_heldout_set(
+    seed: int = 2024, voices: list[Voice | None] | None = None
+) -> list[tuple[str, np.ndarray, str]]:
     """The demo model's held-out test set: ``(kind, audio, reference)`` from voices never trained on.
 
     Kinds: plain (-35..-20 dBFS, light noise), whisper (``whisperf``), quiet (-40 dBFS),

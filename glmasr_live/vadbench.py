@@ -20,6 +20,7 @@ Targets: caught >= 99 % at every level, fa <= 1 %, noise fa <= 0.5 %.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -33,6 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from glmasr_live import synth
+from glmasr_live.audio import speechprob
 from glmasr_live.audio.segmenter import SegmenterSettings, find_segments
 from glmasr_live.events import SAMPLE_RATE
 
@@ -215,6 +217,9 @@ def detectors(
     settings: SegmenterSettings | None, silero: bool = True, pad: bool = False
 ) -> dict[str, Detector]:
     found = {"segmenter": segmenter_detector(settings)}
+    if silero and speechprob.unavailable_reason() is None:
+        learned = dataclasses.replace(settings or SegmenterSettings(), learned=True)
+        found["segmenter+learned"] = segmenter_detector(learned)
     found.update({f"webrtc{m}": webrtc_detector(m) for m in range(4)})
     if pad:
         found.update({f"webrtc{m}+pad": padded(webrtc_detector(m)) for m in (0, 3)})

@@ -1,4 +1,4 @@
-"""silero-vad, the VAD benchmark's comparison (torch lives in ``asr/``); optional dependency."""
+"""silero-vad (its ONNX model, through the package's own wrapper), the VAD benchmark's comparison (torch lives in ``asr/``); optional dependency."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def silero_speech() -> Callable[[np.ndarray], list[tuple[int, int]]] | None:
         from silero_vad import get_speech_timestamps, load_silero_vad
     except ImportError:
         return None
-    model = load_silero_vad()
+    model = load_silero_vad(onnx=True)  # the ONNX model, as the segmenter runs it
 
     def speech(audio: np.ndarray) -> list[tuple[int, int]]:
         with torch.no_grad():

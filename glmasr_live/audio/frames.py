@@ -1,5 +1,6 @@
 """Per-frame features for the segmenter: mean band SNR over a tracked noise floor, in-band
-level, the gain that brings speech to webrtcvad's working level, and webrtcvad's vote.
+level, the gain that brings speech to webrtcvad's working level, webrtcvad's vote and the learned
+model's (silero-vad, glmasr_live.audio.speechprob) speech probability on the same gained frames.
 
 The noise floor is tracked per spectral band by minimum statistics (the lowest smoothed band
 power of the last ``noise_window_s``); all-zero frames (digital silence) leave it alone.
@@ -7,12 +8,15 @@ power of the last ``noise_window_s``); all-zero frames (digital silence) leave i
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
 import webrtcvad
 
+from glmasr_live.audio import speechprob
 from glmasr_live.events import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -26,6 +30,23 @@ _BAND_EDGES_HZ = (100, 250, 400, 550, 700, 900, 1100, 1400, 1700, 2000, 2500, 30
 _MAX_BAND_SNR_DB = 40.0  # one very loud band must not outvote all the others
 _ABS_FLOOR_DBFS = -100.0  # ~16-bit quantisation noise: finer detail than int16 is not evidence
 DIGITAL_SILENCE_DB = -200.0  # the level the analyser gives an all-zero frame
+log = logging.getLogger(__name__)
+_warned = False
+
+
+def _learned_model(s: SegmenterSettings) -> speechprob.SpeechProb | None:
+    global _warned
+    if not s.learned:
+        return None
+    reason = speechprob.unavailable_reason()
+    if reason is None:
+        return speechprob.SpeechProb()
+    if not _warned:
+        log.warning(
+            "the segmenter runs without its learned speech test (music, typing may open it): %s", reason
+        )
+        _warned = True
+    return None
 
 
 class FrameAnalyser:
@@ -54,6 +75,11 @@ class FrameAnalyser:
         self._smoothed: np.ndarray | None = None
         self._previous: np.ndarray | None = None
         self._vad = webrtcvad.Vad(s.webrtc_mode)
+        self._learned = _learned_model(s)
+        self._last_gained = 0.0
+        self._probs: deque[float] = deque(
+            maxlen=max(1, round(s.learned_memory_s * SAMPLE_RATE / speechprob.CHUNK))
+        )
         self.floor = self._abs_floor.copy()
         self.speech_level_db = -200.0  # none heard yet: the gain follows the floor meanwhile
         self.gain_db = 0.0
@@ -61,6 +87,30 @@ class FrameAnalyser:
     def reset_continuity(self) -> None:
         """After a gap: the next frame does not follow the previous one."""
         self._previous = None
+        if self._learned is not None:
+            self._learned.reset()
+            self._probs.clear()
+
+    @property
+    def learned_prob(self) -> float | None:
+        """The learned model's highest speech probability over the memory (None: not in use)."""
+        if self._learned is None:
+            return None
+        return max(self._probs, default=0.0)
+
+    @property
+    def learned_ok(self) -> bool:
+        """Whether the learned model (when in use) heard speech within its memory."""
+        prob = self.learned_prob
+        return prob is None or prob >= self._s.learned_threshold
+
+    def _listen(self, gained: np.ndarray) -> None:
+        if self._learned is not None:
+            # Pre-emphasis (a first difference): low-frequency noise (brown, traffic) otherwise
+            # hides whispers from the model; with it their probability rises ~5x (0.03 -> 0.19).
+            emphasised = np.diff(gained, prepend=self._last_gained)
+            self._last_gained = float(gained[-1])
+            self._probs.extend(self._learned.feed(emphasised))
 
     def band_db(self, power: np.ndarray) -> float:
         """In-band (100-7900 Hz) level in dBFS of band powers ``power``."""
@@ -73,6 +123,7 @@ class FrameAnalyser:
             # Digital silence (a muted source, a gap's zeros) says nothing about the noise:
             # leave the floor where the real noise put it.
             self._previous = np.zeros_like(self.floor)
+            self._listen(np.zeros(len(frame), np.float32))
             return 0.0, DIGITAL_SILENCE_DB, False
         spectrum = np.fft.rfft(frame * self._window, _FFT_SIZE)
         power = self._mean @ (spectrum.real**2 + spectrum.imag**2)
@@ -124,5 +175,6 @@ class FrameAnalyser:
 
     def _vote(self, frame: np.ndarray) -> bool:
         gained = np.clip(frame * (10 ** (self.gain_db / 20)), -1.0, 1.0)
+        self._listen(gained.astype(np.float32))
         pcm = (gained * 32767.0).astype(np.int16)
         return bool(self._vad.is_speech(pcm.tobytes(), SAMPLE_RATE))

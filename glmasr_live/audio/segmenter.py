@@ -82,6 +82,18 @@ class SegmenterSettings:
         max_gain_db: most gain applied (a -60 dBFS whisper needs ~34 dB).
         min_gain_db: least gain (loud speech is turned down to the target, at most this much).
         min_gain_margin_db: the gained noise floor stays at least this far below the target.
+        learned: a third test, a learned one: silero-vad's ONNX model (onnxruntime) hears the
+            gained frames and its speech probability must reach ``learned_threshold`` within
+            the last ``learned_memory_s``. Music, typing, traffic and other sound that moves
+            pass the first two tests; this one tells them from speech, but the model misses
+            some whispers (recall drops below the targets), so it is off by default
+            (``--vad-learned``). Needs the ``vad`` extra (onnxruntime, silero-vad); without it
+            the test is skipped with a warning.
+        learned_memory_s: how far back the probability may have reached the threshold (the
+            model dips between syllables, and whole words, of faint or whispered speech).
+        learned_lookback_s: when the model confirms speech late (a whisper), the utterance
+            starts at the run of frames that passed the other two tests, up to this far back
+            (then the pre-roll): no clipped first word.
     """
 
     sensitivity: float = 0.5
@@ -103,6 +115,9 @@ class SegmenterSettings:
     max_gain_db: float = 40.0
     min_gain_db: float = -12.0
     min_gain_margin_db: float = 6.0
+    learned: bool = False
+    learned_memory_s: float = 0.5
+    learned_lookback_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sensitivity <= 1.0:
@@ -134,6 +149,14 @@ class SegmenterSettings:
     def webrtc_mode(self) -> int:
         """webrtcvad aggressiveness: 3 at sensitivity 0 down to 0 at 1."""
         return 3 - min(3, int(self.sensitivity * 4))
+
+    @property
+    def learned_threshold(self) -> float:
+        """Speech probability the learned model must give: 0.45 at sensitivity 0, 0.3 at 0.5,
+        0.15 at 1 (chosen on the moving-sound benchmark, docs/segmenter.md: at 0.5 s memory,
+        0.3 keeps music and typing under 2 % but for arpeggios; 0.1-0.15 lets 9-40 % through).
+        """
+        return 0.45 - 0.3 * self.sensitivity
 
     @property
     def frame_samples(self) -> int:
@@ -188,6 +211,8 @@ class Segmenter:
         self._lower = start_sample  # no utterance may start before this (last end, a gap)
         self._state = _IDLE
         self._first_speech = 0  # candidate: start of its first speech frame
+        self._heard_since = self._heard_end = start_sample - self._hangover - 1  # two-test run
+        self._lookback = s.samples(s.learned_lookback_s)
         self._speech_frames = 0
         self._last_speech_end = 0
         self._utt_start = 0
@@ -211,6 +236,11 @@ class Segmenter:
     def gain_db(self) -> float:
         """Gain applied before webrtcvad (dB) so that quiet speech reaches its working level."""
         return self._an.gain_db
+
+    @property
+    def speech_prob(self) -> float | None:
+        """The learned model's latest speech probability (None when it is not in use)."""
+        return self._an.learned_prob
 
     @property
     def noise_floor_dbfs(self) -> float:
@@ -272,7 +302,12 @@ class Segmenter:
         self._ms.append(float(np.mean(frame * frame)))
         snr_db, level_db, vote = self._an.analyse(frame)
         self._levels.append((start, level_db))
-        speech = vote and snr_db >= self._threshold
+        heard = vote and snr_db >= self._threshold  # the two tests before the learned one
+        if heard and end - self._heard_end > self._hangover:
+            self._heard_since = start
+        if heard:
+            self._heard_end = end
+        speech = heard and self._an.learned_ok
         if level_db <= DIGITAL_SILENCE_DB:
             self._digital_silence_at = end
         # On a noise-gated source (digital silence between words) the floor is estimated from
@@ -285,7 +320,8 @@ class Segmenter:
         out: SegmentRecords = []
         if speech:
             if self._state == _IDLE:
-                self._state, self._first_speech, self._speech_frames = _CANDIDATE, start, 0
+                first = max(self._heard_since, start - self._lookback)
+                self._state, self._first_speech, self._speech_frames = _CANDIDATE, first, 0
             self._speech_frames += 1
             self._last_speech_end = end
         elif self._state != _IDLE and (

@@ -135,7 +135,9 @@ def read_overlay() -> bytes:
         raise ServerError(f"the overlay page is missing from the installation: {exc}") from exc
 
 
-def response(status: int, body: bytes, content_type: str, overlay: bool = False, head: bool = False) -> Response:
+def response(
+    status: int, body: bytes, content_type: str, overlay: bool = False, head: bool = False
+) -> Response:
     """A complete response; ``head``: the same headers without the body (a HEAD request)."""
     headers: list[tuple[str, str]] = [
         ("Content-Type", content_type),
