@@ -28,6 +28,7 @@ CONTEXT_S = 10.0
 """Closed audio (seconds) the streaming decoder keeps in its prompt before settled text leaves it."""
 CONTEXT_MAX_S = 3600.0
 ENCODER_PADDINGS = ("full", "none")
+VAD_MODELS = ("none", "silero")
 
 
 def _float_in(
@@ -101,6 +102,12 @@ OPTIONS: dict[str, Option] = {
                f"LocalAgreement-n: hypotheses that must agree (default {AGREEMENT})", "N"),
         Option("vad_sensitivity", VAD_SENSITIVITY, _float_in(0.0, 1.0),
                f"0 (strict) .. 1 (catch everything), default {VAD_SENSITIVITY:g}", "0..1"),
+        Option(
+            "vad_model", "none", _choice(VAD_MODELS),
+            "none: the segmenter's own tests; silero: also silero-vad's model (needs the vad extra) "
+            "against music, typing and other moving sound; costs some whispered speech (docs/segmenter.md)",
+            choices=VAD_MODELS,
+        ),
         Option(
             "endpoint", ENDPOINT_S, _float_in(0.0, HANGOVER_S, " (the hangover)"),
             f"a clearly silent pause this long ends the utterance and brings its final (default "

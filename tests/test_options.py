@@ -12,6 +12,7 @@ BAD = {
     "interval": "0",
     "agreement": "0",
     "vad_sensitivity": "1.5",
+    "vad_model": "webrtc",
     "endpoint": "0.7",
     "context": "-1",
 }
@@ -54,7 +55,7 @@ def test_bad_value_refused_the_same_way_from_environment_and_config_file(name, t
     flag = OPTIONS[name].flag
     with pytest.raises(ConfigError, match=f"^{flag} ") as env_err:
         _live_values([], {f"GLMASR_LIVE_{name.upper()}": BAD[name]}, tmp_path)
-    value = BAD[name] if name == "encoder_padding" else float(BAD[name])
+    value = BAD[name] if name in ("encoder_padding", "vad_model") else float(BAD[name])
     toml = f'{name.replace("_", "-")} = {value!r}'.replace("'", '"')
     with pytest.raises(ConfigError, match=f"^{flag} ") as conf_err:
         _live_values([], {}, tmp_path, toml)

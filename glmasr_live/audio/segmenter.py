@@ -87,7 +87,7 @@ class SegmenterSettings:
             the last ``learned_memory_s``. Music, typing, traffic and other sound that moves
             pass the first two tests; this one tells them from speech, but the model misses
             some whispers (recall drops below the targets), so it is off by default
-            (``--vad-learned``). Needs the ``vad`` extra (onnxruntime, silero-vad); without it
+            (``--vad-model silero``). Needs the ``vad`` extra (onnxruntime, silero-vad); without it
             the test is skipped with a warning.
         learned_memory_s: how far back the probability may have reached the threshold (the
             model dips between syllables, and whole words, of faint or whispered speech).
@@ -130,12 +130,16 @@ class SegmenterSettings:
             raise ValueError("max_utterance_s must be longer than split_search_s")
 
     @classmethod
-    def from_sensitivity(cls, sensitivity: float, endpoint_s: float | None = None) -> SegmenterSettings:
+    def from_sensitivity(
+        cls, sensitivity: float, endpoint_s: float | None = None, vad_model: str = "none"
+    ) -> SegmenterSettings:
         """Defaults with the user's knobs set: sensitivity (0 = only clear speech, 1 = the
-        faintest) and, when given, the endpoint (``--endpoint``; 0 = always the full hangover)."""
+        faintest), when given the endpoint (``--endpoint``; 0 = always the full hangover), and
+        ``--vad-model`` (``silero`` turns the learned test on)."""
+        learned = vad_model == "silero"
         if endpoint_s is None:
-            return cls(sensitivity=float(sensitivity))
-        return cls(sensitivity=float(sensitivity), endpoint_s=float(endpoint_s))
+            return cls(sensitivity=float(sensitivity), learned=learned)
+        return cls(sensitivity=float(sensitivity), endpoint_s=float(endpoint_s), learned=learned)
 
     @property
     def snr_threshold_db(self) -> float:

@@ -86,7 +86,15 @@ def engine_settings(args: argparse.Namespace, warmup: bool = True) -> Any:
 
 def add_streaming_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("streaming")
-    for name in ("encoder_padding", "interval", "agreement", "vad_sensitivity", "endpoint", "context"):
+    for name in (
+        "encoder_padding",
+        "interval",
+        "agreement",
+        "vad_sensitivity",
+        "vad_model",
+        "endpoint",
+        "context",
+    ):
         add_option(g, name)
 
 
@@ -101,4 +109,6 @@ def streaming_settings(args: argparse.Namespace) -> Any:
 def segmenter_settings(args: argparse.Namespace) -> Any:
     from glmasr_live.audio.segmenter import SegmenterSettings
 
-    return SegmenterSettings.from_sensitivity(args.vad_sensitivity, args.endpoint)
+    return SegmenterSettings.from_sensitivity(
+        args.vad_sensitivity, args.endpoint, getattr(args, "vad_model", "none")
+    )

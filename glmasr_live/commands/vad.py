@@ -13,6 +13,7 @@ from glmasr_live.option_table import add_option
 def add_sensitivity_argument(parser: argparse.ArgumentParser) -> None:
     """``--vad-sensitivity``: the one segmenter knob users get (the live command shares it)."""
     add_option(parser, "vad_sensitivity")
+    add_option(parser, "vad_model")
 
 
 def register(subparsers: Any) -> None:
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from glmasr_live.events import SAMPLE_RATE
 
     audio = load_audio(args.file)
-    segments = find_segments(audio, SegmenterSettings.from_sensitivity(args.vad_sensitivity, args.endpoint))
+    segments = find_segments(audio, SegmenterSettings.from_sensitivity(args.vad_sensitivity, args.endpoint, args.vad_model))
     spans = [(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)) for a, b in segments]
     if args.json:
         print(json.dumps([{"start": a, "end": b} for a, b in spans]))
