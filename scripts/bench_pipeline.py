@@ -1,4 +1,4 @@
-"""Benchmark of the whole live pipeline (issue 9), with the demo model.
+"""Benchmark of the whole live pipeline, with the demo model.
 
     python scripts/bench_pipeline.py [--utterances 12] [--idle-seconds 30] [--memory-minutes 30] [--json OUT]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The prepared GPU check (issue 22): full-size GLM-ASR, random weights, bfloat16, stage timings.
+"""The prepared GPU check: full-size GLM-ASR, random weights, bfloat16, stage timings.
 
     python scripts/gpu_check.py                       # on a CUDA machine: table + gpu-check.json
     python scripts/gpu_check.py --model tiny --device cpu --dtype float32   # smoke test anywhere

@@ -747,7 +747,7 @@ def main() -> None:
     ap.add_argument(
         "--window", type=int, default=CHUNK_S, help="window (chunk) length in seconds, written to the processor"
     )
-    ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (stage 2)")
+    ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (to train it further)")
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
     )

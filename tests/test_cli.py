@@ -53,25 +53,27 @@ def test_bad_audio_file_one_line_exit_2_before_model_load(bad_files, name):
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "named"),
     [
-        ["transcribe", "x.wav", "--format", "xml"],
-        ["transcribe", "x.wav", "--encoder-padding", "some"],
-        ["--vad-sensitivity", "2", "--no-tui"],
-        ["--endpoint", "0.9", "--no-tui"],
-        ["vad", "x.wav", "--endpoint", "soon"],
-        ["transcribe", "x.wav", "--mode", "streaming", "--endpoint", "-1"],
-        ["--ws", "localhost", "--no-tui", "--model", "demo"],
-        ["--realtime", "--no-tui"],
-        ["bench", "--policies", "fast"],
-        ["bench", "--context", "-1"],
-        ["transcribe", "x.wav", "--mode", "streaming", "--context", "soon"],
-        ["--context", "-3", "--no-tui"],
-        ["--definitely-not-an-option"],
+        (["transcribe", "x.wav", "--format", "xml"], "--format"),
+        (["transcribe", "x.wav", "--encoder-padding", "some"], "--encoder-padding"),
+        (["--vad-sensitivity", "2", "--no-tui"], "--vad-sensitivity"),
+        (["--endpoint", "0.9", "--no-tui"], "--endpoint"),
+        (["vad", "x.wav", "--endpoint", "soon"], "--endpoint"),
+        (["transcribe", "x.wav", "--mode", "streaming", "--endpoint", "-1"], "--endpoint"),
+        (["--ws", "localhost", "--no-tui", "--model", "demo"], "--ws"),
+        (["--realtime", "--no-tui"], "--realtime"),
+        # The policy's error names the bad value and what it is, not the flag.
+        (["bench", "--policies", "fast"], "--policies"),
+        (["bench", "--context", "-1"], "--context"),
+        (["transcribe", "x.wav", "--mode", "streaming", "--context", "soon"], "--context"),
+        (["--context", "-3", "--no-tui"], "--context"),
+        (["--definitely-not-an-option"], "--definitely-not-an-option"),
     ],
 )
-def test_bad_option_values(args):
-    one_error_line(run(*args))
+def test_bad_option_values_name_the_flag(args, named):
+    line = one_error_line(run(*args))
+    assert "error:" in line and named in line, line
 
 
 def test_default_model_not_cached_offline_names_the_fix(tmp_path):

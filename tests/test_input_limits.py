@@ -40,8 +40,8 @@ def test_a_file_faster_than_the_model_loses_no_final(long_recording):
 def test_a_pipe_faster_than_the_model_loses_no_final(long_recording, tmp_path):
     raw = tmp_path / "long.s16le"
     raw.write_bytes(sf.read(long_recording, dtype="int16")[0].tobytes())
-    with raw.open("rb") as f:
-        cat = subprocess.Popen(["cat"], stdin=f, stdout=subprocess.PIPE)
+    # Popen as a context manager closes cat's stdout and waits for it.
+    with raw.open("rb") as f, subprocess.Popen(["cat"], stdin=f, stdout=subprocess.PIPE) as cat:
         r = subprocess.run(
             [*LIVE, "--input", "-"], stdin=cat.stdout, capture_output=True, text=True, timeout=300
         )

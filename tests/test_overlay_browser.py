@@ -110,6 +110,27 @@ def png_alpha(png: bytes) -> list[list[int]]:
     return rows
 
 
+# Where each rendered line of an element begins, as offsets into its text: a character whose
+# box sits lower than the previous one by more than half its height begins a new line.
+LINE_STARTS = """(() => {
+  const walker = document.createTreeWalker(document.querySelector('SELECTOR'), NodeFilter.SHOW_TEXT);
+  const starts = [];
+  let top = -Infinity, offset = 0;
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const r = range.getClientRects()[0];
+      if (!r || r.width === 0 || !node.data[i].trim()) continue;
+      if (r.top > top + r.height / 2) { starts.push(offset + i); top = r.top; }
+    }
+    offset += node.length;
+  }
+  return starts;
+})()"""
+
+
 def ev(seq: int, kind: str, committed: str, tentative: str = "") -> CaptionEvent:
     text = committed + (" " + tentative if tentative else "")
     return CaptionEvent(kind, seq, seq // 10, 0.0, 1.0, committed, tentative, text, 1.0, time.time())  # type: ignore[arg-type]
@@ -173,7 +194,7 @@ def test_overlay_shows_captions_reconnects_and_wraps_cjk(tmp_path: Path) -> None
             assert [float(x) for x in opacity] == [1.0, pytest.approx(0.55)]  # tentative is dimmed
 
             server.publish(ev(2, "final", "The first final caption."))
-            long_cjk = "今天我们讨论实时字幕系统的设计，包括延迟、稳定性和跨语言换行的问题。" * 2
+            long_cjk = "今天我们讨论实时字幕系统设计，包括延迟、稳定性和跨语言换行的问题。" * 2
             server.publish(ev(3, "final", long_cjk))
             server.publish(ev(4, "partial", "Hello", "world"))
             await tools.wait_for("document.body.innerText.includes('Hello world')")
@@ -193,6 +214,15 @@ def test_overlay_shows_captions_reconnects_and_wraps_cjk(tmp_path: Path) -> None
             )
             width, height, scroll_w, client_w = box
             assert width <= 600 and height > 2 * 40 and scroll_w <= client_w
+            # At size 40 a line holds 14 ideographs (600 px less the line's .25em padding on each
+            # side; fonts-noto-cjk, which install.sh installs, gives an ideograph 1 em), and the
+            # 15th character is '，': only the line-break rules keep it off the start of line 2.
+            starts = await tools.js(LINE_STARTS.replace("SELECTOR", ".final:last-child"))
+            assert await tools.js("document.querySelector('.final:last-child').textContent") == long_cjk
+            heads = [long_cjk[i] for i in starts]
+            assert len(starts) >= 3 and not [c for c in heads if c in "，、。"], heads
+            # The rules were needed here: a line begins one character early, before a '，'.
+            assert any(long_cjk[i + 1 : i + 2] == "，" for i in starts[1:]), heads
 
             # The server goes away and comes back: the page reconnects by itself.
             port = server.port

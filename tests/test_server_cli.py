@@ -74,11 +74,12 @@ def test_sigterm_finishes_open_utterances_and_closes_clients_with_1001(tmp_path,
                 pass
         return got, speaker.close_code, viewer.close_code
 
-    try:
-        got, speaker_code, viewer_code = asyncio.run(main())
-        assert proc.wait(60) == 0
-    finally:
-        proc.kill()
+    with proc:  # closes the stderr pipe on the way out
+        try:
+            got, speaker_code, viewer_code = asyncio.run(main())
+            assert proc.wait(60) == 0
+        finally:
+            proc.kill()
     finals = [m for m in got if m.get("type") == "final"]
     assert len(finals) == 1 and "hello" in finals[0]["text"], got
     assert speaker_code == 1001 and viewer_code == 1001
@@ -98,11 +99,12 @@ def test_bad_flags_are_one_error_line(tmp_path):
 
 def test_exposed_server_generates_tokens_and_prints_them(tmp_path):
     proc, port, lines = _start(tmp_path, "--ws", "0.0.0.0:0")
-    try:
-        text = "".join(lines)
-        m = re.search(r"generated tokens: publish=(\S+) view=(\S+)", text)
-        assert m and m.group(1) != m.group(2), text
-        assert f"token={m.group(1)}" in text  # the microphone page's link carries the publish token
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+    with proc:  # closes the stderr pipe on the way out
+        try:
+            text = "".join(lines)
+            m = re.search(r"generated tokens: publish=(\S+) view=(\S+)", text)
+            assert m and m.group(1) != m.group(2), text
+            assert f"token={m.group(1)}" in text  # the microphone page's link carries the publish token
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0

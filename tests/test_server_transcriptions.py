@@ -4,6 +4,7 @@ client and raw multipart, on a real server with the demo model; and the ``pieces
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from pathlib import Path
@@ -148,7 +149,8 @@ async def post(url: str, fields: dict[str, object], *, chunked: bool = False) ->
             yield body[i : i + 8192]
 
     async with aiohttp.ClientSession() as s:
-        data = pieces() if chunked else body
+        # A file object, not bytes: aiohttp warns that a large bytes body may stall the loop.
+        data = pieces() if chunked else io.BytesIO(body)
         async with s.post(url, data=data, headers={"Content-Type": content_type}) as r:
             return r.status, await r.json()
 
@@ -216,8 +218,6 @@ def test_uploads_over_the_limit_get_413(captioner, tmp_path):
 
 
 def short_wav(seconds: float) -> bytes:
-    import io
-
     import soundfile as sf
 
     from glmasr_live.audio.decode import load_audio
@@ -305,7 +305,10 @@ def test_file_transcription_while_a_live_stream_runs(srv, live_speech):
         return texts, time.monotonic()
 
     async def main():
-        return await asyncio.gather(live(), files())
+        try:
+            return await asyncio.gather(live(), files())
+        finally:
+            await aclient.close()  # its connections belong to this event loop
 
     live_done, (texts, files_done) = asyncio.run(main())
     finals = [m for m in got if m.get("type") == "final"]

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     policies = [x.strip() for x in args.policies.split(",") if x.strip()]
     bad = [x for x in policies if x not in POLICIES]
     if bad:
-        raise ConfigError(f"unknown policy {bad[0]!r}; choose from {', '.join(POLICIES)}")
+        raise ConfigError(f"--policies: unknown policy {bad[0]!r}; choose from {', '.join(POLICIES)}")
     engine = bench.build_engine(args.model, args.device, args.dtype)
     full = args.model == "full"
     audio, _words = bench.monologue(args.seconds)
