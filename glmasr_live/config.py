@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.asr_defaults import DEFAULT_MODEL
+from glmasr_live.asr.defaults import DEFAULT_MODEL
 from glmasr_live.errors import ConfigError
 from glmasr_live.option_table import AGREEMENT, CONTEXT_S, ENDPOINT_S, INTERVAL_S, OPTIONS, VAD_SENSITIVITY
 

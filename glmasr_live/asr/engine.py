@@ -19,8 +19,8 @@ import torch
 from transformers import AutoProcessor, GlmAsrForConditionalGeneration, StoppingCriteria, StoppingCriteriaList
 from transformers.utils import logging as hf_logging
 
+from glmasr_live.asr.defaults import DEFAULT_MODEL
 from glmasr_live.asr.repetition import RepetitionGuard
-from glmasr_live.asr_defaults import DEFAULT_MODEL
 from glmasr_live.errors import ConfigError, ModelLoadError
 from glmasr_live.events import SAMPLE_RATE
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from glmasr_live.asr_defaults import DEFAULT_MODEL
+from glmasr_live.asr.defaults import DEFAULT_MODEL
 from glmasr_live.config import (
     PipelineSettings,
     coerce,

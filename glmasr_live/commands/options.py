@@ -58,7 +58,7 @@ def add_bench_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
-    from glmasr_live.asr_defaults import DEFAULT_MODEL
+    from glmasr_live.asr.defaults import DEFAULT_MODEL
 
     g = p.add_argument_group("model")
     g.add_argument(
