@@ -89,3 +89,56 @@ def cer(ref: str, hyp: str) -> float:
     import jiwer
 
     return float(jiwer.cer(ref, hyp)) if ref else float(bool(hyp))
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs filled to the last byte (needs root and mount, as in CI's container)."""
+    import contextlib
+    import subprocess
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 512)
+        os.close(fd)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+@pytest.fixture(scope="module")
+def captioner(demo_engine):
+    """One ``Captioner`` (the demo model) shared by a module's servers."""
+    from glmasr_live.streams import Captioner
+
+    cap = Captioner(engine=demo_engine)
+    yield cap
+    cap.close()
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """Two speakers' utterances the demo model knows, each followed by a pause: name -> (audio, text)."""
+    import numpy as np
+
+    from glmasr_live import synth
+
+    sr = 16000
+    rng = np.random.default_rng(11)
+    out = {}
+    for name, words, voice in [
+        ("alice", "hello seven three nine start".split(), synth.Voice("en-us", "f4", 150, 60)),
+        ("bob", "open left two five".split(), synth.Voice("en-us", "m3", 150, 50)),
+    ]:
+        u = synth.word_utterance(words, voice, rng, gap_s=(0.05, 0.15), long_pause_p=0.0)
+        pad = np.zeros(sr // 2, np.float32)
+        out[name] = (np.concatenate([pad, synth.set_level(u.audio, -24), np.zeros(sr, np.float32)]), u.text)
+    return out

@@ -3,8 +3,6 @@ that cannot be written and a broken input are errors the user sees, with a non-z
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,30 +59,7 @@ def test_a_partial_trailing_frame_on_stdin_is_one_error_line(tmp_path):
     assert _finals(r.stdout.decode()), "the complete frames were still captioned"
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)])
-
-
-def _fill(mnt: Path) -> None:
-    fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
-    with contextlib.suppress(OSError):
-        while True:
-            os.write(fd, b"\0" * 512)
-    os.close(fd)
-
-
 def test_a_transcript_on_a_full_disk_is_an_error_not_a_silent_loss(full_disk):
-    _fill(full_disk)
     out = full_disk / "talk.srt"
     r = subprocess.run(
         [*LIVE, "--input", str(DEMO), "--transcript", str(out)], capture_output=True, text=True, timeout=300

@@ -7,44 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from pathlib import Path
 
 import aiohttp
 import numpy as np
-import pytest
 import websockets
 from conftest import cer
 from serverkit import SR, RunningServer, ingest, pcm16
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 SCHEMA = Path(__file__).resolve().parents[1] / "assets" / "caption-event.schema.json"
-
-
-@pytest.fixture(scope="module")
-def captioner(demo_engine):
-    from glmasr_live.streams import Captioner
-
-    cap = Captioner(engine=demo_engine)
-    yield cap
-    cap.close()
-
-
-@pytest.fixture(scope="module")
-def speech():
-    """Two speakers' utterances the demo model knows, each followed by a pause."""
-    from glmasr_live import synth
-
-    rng = np.random.default_rng(11)
-    out = {}
-    for name, words, voice in [
-        ("alice", "hello seven three nine start".split(), synth.Voice("en-us", "f4", 150, 60)),
-        ("bob", "open left two five".split(), synth.Voice("en-us", "m3", 150, 50)),
-    ]:
-        u = synth.word_utterance(words, voice, rng, gap_s=(0.05, 0.15), long_pause_p=0.0)
-        pad = np.zeros(SR // 2, np.float32)
-        out[name] = (np.concatenate([pad, synth.set_level(u.audio, -24), np.zeros(SR, np.float32)]), u.text)
-    return out
 
 
 def finals(messages):
@@ -338,28 +310,6 @@ def test_a_failing_step_is_a_status_event_on_that_stream_only(captioner, speech,
     assert not [m for m in fine if m.get("type") == "status"]
     fin = finals(fine)
     assert len(fin) == 1 and cer(ref, fin[0]["text"]) <= 0.15
-
-
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 KiB tmpfs filled to the last byte (needs root and mount, as in CI's container)."""
-    import subprocess
-
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"\0" * 512)
-        os.close(fd)
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)])
 
 
 def test_a_full_disk_still_sends_the_final_and_says_the_transcript_failed(captioner, speech, full_disk):

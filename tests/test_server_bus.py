@@ -70,31 +70,6 @@ def redis(tmp_path):
     r.stop()
 
 
-@pytest.fixture(scope="module")
-def captioner(demo_engine):
-    from glmasr_live.streams import Captioner
-
-    cap = Captioner(engine=demo_engine)
-    yield cap
-    cap.close()
-
-
-@pytest.fixture(scope="module")
-def speech():
-    from glmasr_live import synth
-
-    rng = np.random.default_rng(11)
-    out = {}
-    for name, words, voice in [
-        ("alice", "hello seven three nine start".split(), synth.Voice("en-us", "f4", 150, 60)),
-        ("bob", "open left two five".split(), synth.Voice("en-us", "m3", 150, 50)),
-    ]:
-        u = synth.word_utterance(words, voice, rng, gap_s=(0.05, 0.15), long_pause_p=0.0)
-        pad = np.zeros(SR // 2, np.float32)
-        out[name] = np.concatenate([pad, synth.set_level(u.audio, -24), np.zeros(SR, np.float32)])
-    return out
-
-
 def finals(messages):
     return [m for m in messages if m.get("type") == "final"]
 
@@ -158,10 +133,10 @@ def test_two_replicas_share_a_room_in_order_exactly_once_with_replay(captioner, 
 
                 async def bob_later():
                     await asyncio.sleep(1.0)
-                    return await ingest(b.ws("/v1/ingest?room=meet&name=Bob"), speech["bob"], pace=1.0)
+                    return await ingest(b.ws("/v1/ingest?room=meet&name=Bob"), speech["bob"][0], pace=1.0)
 
                 (alice, _), (bob, _) = await asyncio.gather(
-                    ingest(a.ws("/v1/ingest?room=meet&name=Alice"), speech["alice"], pace=1.0), bob_later()
+                    ingest(a.ws("/v1/ingest?room=meet&name=Alice"), speech["alice"][0], pace=1.0), bob_later()
                 )
                 for v in (va, vb):
                     await v.wait(lambda got: len(finals(got)) >= 2)
@@ -200,14 +175,14 @@ def test_redis_restart_mid_meeting_reconnects_and_loses_nothing(captioner, speec
 
         async def main() -> tuple:
             async with Viewer(b.ws("/v1/rooms/meet/captions")) as vb:
-                first, _ = await ingest(a.ws("/v1/ingest?room=meet&name=Alice"), speech["alice"], pace=2.0)
+                first, _ = await ingest(a.ws("/v1/ingest?room=meet&name=Alice"), speech["alice"][0], pace=2.0)
                 await vb.wait(lambda got: len(finals(got)) >= 1)
                 await asyncio.to_thread(redis.stop)
                 await vb.wait(lambda got: any(m.get("status") == "bus_down" for m in got), 20)
                 down = await _health(a.http("/healthz"))
                 # Bob speaks on A while Redis is away: his final waits, in order, and arrives.
                 task = asyncio.create_task(
-                    ingest(a.ws("/v1/ingest?room=meet&name=Bob"), speech["bob"], pace=2.0)
+                    ingest(a.ws("/v1/ingest?room=meet&name=Bob"), speech["bob"][0], pace=2.0)
                 )
                 await asyncio.sleep(1.0)
                 await asyncio.to_thread(redis.start)
@@ -279,8 +254,8 @@ async def _speak(url: str, audio: np.ndarray, stop_at: int | None = None) -> tup
 def test_sigkill_a_replica_mid_meeting_its_speaker_carries_on_elsewhere(captioner, speech, redis, tmp_path):
     proc, port = _start_replica(tmp_path, redis.url)
     a_ws = f"ws://127.0.0.1:{port}"
-    alice = np.concatenate([speech["alice"], speech["alice"]])
-    cut = len(speech["alice"]) + int(len(speech["alice"]) * 0.5)  # in Alice's second utterance
+    alice = np.concatenate([speech["alice"][0], speech["alice"][0]])
+    cut = len(speech["alice"][0]) + int(len(speech["alice"][0]) * 0.5)  # in Alice's second utterance
     try:
         with RunningServer(captioner, tmp_path / "b", bus=redis.url) as b:
 
@@ -289,7 +264,7 @@ def test_sigkill_a_replica_mid_meeting_its_speaker_carries_on_elsewhere(captione
                     Viewer(b.ws("/v1/rooms/meet/captions")) as vb,
                     Viewer(f"{a_ws}/v1/rooms/meet/captions") as va,
                 ):
-                    bob = asyncio.create_task(_speak(b.ws("/v1/ingest?room=meet&name=Bob"), speech["bob"]))
+                    bob = asyncio.create_task(_speak(b.ws("/v1/ingest?room=meet&name=Bob"), speech["bob"][0]))
                     hello_a, acked, _ = await _speak(f"{a_ws}/v1/ingest?room=meet&name=Alice", alice, cut)
                     await va.wait(lambda got: any(f["speaker"] == "Alice" for f in finals(got)))
                     await bob

@@ -23,15 +23,6 @@ DEMO_TEXT = "hello please start one two three open blue please seven four nine z
 
 
 @pytest.fixture(scope="module")
-def captioner(demo_engine):
-    from glmasr_live.streams import Captioner
-
-    cap = Captioner(engine=demo_engine)
-    yield cap
-    cap.close()
-
-
-@pytest.fixture(scope="module")
 def demo12():
     """The first three utterances of the bundled recording (12.4 s, cut in a pause)."""
     audio, rate = sf.read(DEMO, dtype="float32")

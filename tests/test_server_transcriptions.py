@@ -22,14 +22,6 @@ DEMO_WAV = ASSETS / "demo.wav"
 DEMO_LINES = [line.strip() for line in (ASSETS / "demo.txt").read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def captioner(demo_engine):
-    from glmasr_live.streams import Captioner
-
-    cap = Captioner(engine=demo_engine)
-    yield cap
-    cap.close()
-
 
 @pytest.fixture(scope="module")
 def srv(captioner, tmp_path_factory):

@@ -137,6 +137,13 @@ class SegmenterSettings:
         faintest), when given the endpoint (``--endpoint``; 0 = always the full hangover), and
         ``--vad-model`` (``silero`` turns the learned test on)."""
         learned = vad_model == "silero"
+        if learned:
+            from glmasr_live.audio import speechprob
+            from glmasr_live.errors import ConfigError
+
+            reason = speechprob.unavailable_reason()
+            if reason is not None:  # asked for by name: an error, not a silent fallback
+                raise ConfigError(f"--vad-model silero: {reason}, or pip install 'glmasr-live[vad]'")
         if endpoint_s is None:
             return cls(sensitivity=float(sensitivity), learned=learned)
         return cls(sensitivity=float(sensitivity), endpoint_s=float(endpoint_s), learned=learned)
