@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glmasr_live import synth
+from glmasr_live.devtools import synth
 from glmasr_live.errors import GlmAsrLiveError
 from glmasr_live.events import SAMPLE_RATE
 

@@ -46,9 +46,9 @@ import soxr
 import torch
 from torch import nn
 
-from glmasr_live import synth
 from glmasr_live.asr.blocks import audio_token_counts, window_features
 from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model, window_token_samples
+from glmasr_live.devtools import synth
 from glmasr_live.events import SAMPLE_RATE
 
 CHUNK_S = 6  # default window length (s): a whole number of audio tokens at the 160- and 240-sample hops
@@ -141,7 +141,11 @@ class Synthesizer:
     """Builds random training utterances from the rendered bank."""
 
     def __init__(
-        self, bank, rng: np.random.Generator, quiet_share: float = 0.0, speed_perturb: float = 0.0,
+        self,
+        bank,
+        rng: np.random.Generator,
+        quiet_share: float = 0.0,
+        speed_perturb: float = 0.0,
         long_share: float = 0.3,
         sentence_share: float = 0.3,
     ):
@@ -228,7 +232,9 @@ def perturb_speed(clip: Clip, factor: float) -> Clip:
     out_rate = int(round(SAMPLE_RATE / factor))
     audio = soxr.resample(clip.audio, SAMPLE_RATE, out_rate).astype(np.float32)
     scale = len(audio) / max(1, len(clip.audio))
-    spans = [(int(a * scale), min(len(audio), max(int(a * scale) + 1, int(b * scale)))) for a, b in clip.spans]
+    spans = [
+        (int(a * scale), min(len(audio), max(int(a * scale) + 1, int(b * scale)))) for a, b in clip.spans
+    ]
     return Clip(audio, clip.text, spans, clip.whispered)
 
 
@@ -270,7 +276,9 @@ class Batcher:
         them all to the longest window of the batch."""
         self.proc = processor
         self.fe = processor.feature_extractor
-        self.unit = window_token_samples(int(self.fe.chunk_length), int(self.fe.hop_length))  # one audio token
+        self.unit = window_token_samples(
+            int(self.fe.chunk_length), int(self.fe.hop_length)
+        )  # one audio token
         self.win = int(self.fe.chunk_length) * SAMPLE_RATE
         self.tok = processor.tokenizer
         self.syn = synthesizer
@@ -336,7 +344,9 @@ class Batcher:
                 eos=self.align_eos,
                 token_samples=self.unit,
             )
-            word_labels += token_word_labels(text, span_lists[i], cut_lists[i], counts, token_samples=self.unit)
+            word_labels += token_word_labels(
+                text, span_lists[i], cut_lists[i], counts, token_samples=self.unit
+            )
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad)
         lab = torch.full((len(seqs), width), -100)
@@ -724,7 +734,10 @@ def main() -> None:
         help='padding "none" batches: pad each window to a multiple of N audio tokens (0: to the longest)',
     )
     ap.add_argument(
-        "--bank-cache", type=Path, default=None, help="reuse the rendered voice bank from this file (experiments)"
+        "--bank-cache",
+        type=Path,
+        default=None,
+        help="reuse the rendered voice bank from this file (experiments)",
     )
     ap.add_argument(
         "--bf16",
@@ -745,9 +758,14 @@ def main() -> None:
         help="mel hop in samples (240: 15 ms; the real model has 160, 10 ms, which makes a step about 50 %% dearer)",
     )
     ap.add_argument(
-        "--window", type=int, default=CHUNK_S, help="window (chunk) length in seconds, written to the processor"
+        "--window",
+        type=int,
+        default=CHUNK_S,
+        help="window (chunk) length in seconds, written to the processor",
     )
-    ap.add_argument("--init-from", type=Path, default=None, help="start from a saved checkpoint (to train it further)")
+    ap.add_argument(
+        "--init-from", type=Path, default=None, help="start from a saved checkpoint (to train it further)"
+    )
     ap.add_argument(
         "--reinit-lm", action="store_true", help="with --init-from: keep the encoder, fresh projector + LM"
     )
@@ -761,7 +779,9 @@ def main() -> None:
         "--evaluate", type=Path, default=None, metavar="CHECKPOINT", help="only score CHECKPOINT, no training"
     )
     ap.add_argument(
-        "--by-voice", action="store_true", help="the held-out table (or --evaluate) lists the CER of each voice too"
+        "--by-voice",
+        action="store_true",
+        help="the held-out table (or --evaluate) lists the CER of each voice too",
     )
     args = ap.parse_args()
     try:
@@ -807,7 +827,13 @@ def main() -> None:
     n_cjk = 2 if args.quick else args.cjk_voices or (24 if args.more_voices else 10)
     n_sentences = 50 if args.quick else args.sentences
     recipe = (
-        args.seed, n_en, n_cjk, n_sentences, args.more_voices, args.custom_voices, args.whisper_share,
+        args.seed,
+        n_en,
+        n_cjk,
+        n_sentences,
+        args.more_voices,
+        args.custom_voices,
+        args.whisper_share,
         args.wide_voices,
     )
     if args.bank_cache and args.bank_cache.exists():
@@ -854,6 +880,7 @@ def main() -> None:
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
     def corrupt_at(step: int) -> float:
         """Corrupted share of teacher forcing: from --corrupt at the start to --corrupt-end."""
         return args.corrupt + (args.corrupt_end - args.corrupt) * step / max(1, args.steps - 1)
@@ -904,7 +931,9 @@ def main() -> None:
     if average:
         average.apply()
         meta["averaged_from_step"] = average.start
-        print(f"weights: the mean of steps {average.start}-{args.steps - 1} ({average.count} steps)", flush=True)
+        print(
+            f"weights: the mean of steps {average.start}-{args.steps - 1} ({average.count} steps)", flush=True
+        )
     save(model, proc, args.out, meta)
     print(f"saved to {args.out} after {(time.time() - t0) / 60:.1f} min", flush=True)
     evaluate(args.out, args.threads, args.eval_seeds, args.by_voice)

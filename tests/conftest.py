@@ -51,7 +51,7 @@ def three_utterances(tmp_path_factory):
     """
     import numpy as np
 
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     rng = np.random.default_rng(11)
     script = [
@@ -129,7 +129,7 @@ def speech():
     """Two speakers' utterances the demo model knows, each followed by a pause: name -> (audio, text)."""
     import numpy as np
 
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     sr = 16000
     rng = np.random.default_rng(11)

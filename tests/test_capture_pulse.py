@@ -171,7 +171,7 @@ def test_device_lookup(pulse: PulseDaemon) -> None:
 def test_capture_matches_played_file(pulse: PulseDaemon, tmp_path: Path) -> None:
     import soundfile as sf
 
-    from glmasr_live.synth import Voice, render
+    from glmasr_live.devtools.synth import Voice, render
 
     speech = 0.5 * render("testing the microphone capture path one two three", Voice())
     wav = tmp_path / "speech48k.wav"

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from glmasr_live import synth
+from glmasr_live.devtools import synth
 
 
 def run(

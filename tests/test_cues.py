@@ -15,9 +15,9 @@ from glmasr_live.captions.cues import (
     syllables,
     units,
 )
+from glmasr_live.devtools.synth import EN_WORDS
 from glmasr_live.events import CaptionEvent
 from glmasr_live.pieces import Segment, speech_spans
-from glmasr_live.synth import EN_WORDS
 
 LIMITS = CueSettings()
 

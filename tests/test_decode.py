@@ -56,7 +56,7 @@ class Variant:
 def speech_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Variant]:
     import soundfile as sf
 
-    from glmasr_live.synth import Voice, render, write_wav
+    from glmasr_live.devtools.synth import Voice, render, write_wav
 
     d = tmp_path_factory.mktemp("decode")
     speech = render("the quick brown fox jumps over the lazy dog", Voice())

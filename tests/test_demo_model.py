@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from conftest import DEMO_MODEL
 
-from glmasr_live import synth
+from glmasr_live.devtools import synth
 
 pytestmark = pytest.mark.skipif(
     not (DEMO_MODEL / "config.json").exists(), reason="demo model not trained yet"

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glmasr_live import synth
 from glmasr_live.cli import main
+from glmasr_live.devtools import synth
+from glmasr_live.devtools.eval import WordSpan, caption_latency, load_dataset, metric_for, normalize, score
 from glmasr_live.errors import ConfigError
-from glmasr_live.eval import WordSpan, caption_latency, load_dataset, metric_for, normalize, score
 from glmasr_live.events import CaptionEvent
 
 REPO = Path(__file__).resolve().parents[1]

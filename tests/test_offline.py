@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import DEMO_MODEL, cer
 
-from glmasr_live import synth
+from glmasr_live.devtools import synth
 from glmasr_live.events import SAMPLE_RATE
 
 pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="demo model missing")
@@ -27,7 +27,7 @@ def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def long_file(tmp_path_factory):
     """2.5 minutes of 38 utterances (held-out voices, light noise), built once per session."""
-    from glmasr_live.longform import long_recording
+    from glmasr_live.devtools.longform import long_recording
 
     rec = long_recording(150.0, seed=1)
     path = tmp_path_factory.mktemp("long") / "long150.wav"
@@ -45,7 +45,7 @@ def segmented_srt(long_file, tmp_path_factory):
 
 
 def _norm(text: str) -> str:
-    from glmasr_live.eval import normalize
+    from glmasr_live.devtools.eval import normalize
 
     return normalize(text).replace(" ", "")
 

@@ -30,7 +30,9 @@ def test_settings_records_take_their_defaults_from_the_table():
     from glmasr_live.replay import ReplaySettings
 
     p, st, seg = PipelineSettings(), StreamingSettings(), SegmenterSettings()
-    assert (p.interval_s, PolicySettings().interval_s, ReplaySettings().interval_s) == (OPTIONS["interval"].default,) * 3
+    assert (p.interval_s, PolicySettings().interval_s, ReplaySettings().interval_s) == (
+        OPTIONS["interval"].default,
+    ) * 3
     assert p.agreement == st.agreement == OPTIONS["agreement"].default
     assert p.context_s == st.context_s == OPTIONS["context"].default
     assert p.endpoint_s == seg.endpoint_s == OPTIONS["endpoint"].default
@@ -56,7 +58,7 @@ def test_bad_value_refused_the_same_way_from_environment_and_config_file(name, t
     with pytest.raises(ConfigError, match=f"^{flag} ") as env_err:
         _live_values([], {f"GLMASR_LIVE_{name.upper()}": BAD[name]}, tmp_path)
     value = BAD[name] if name in ("encoder_padding", "vad_model") else float(BAD[name])
-    toml = f'{name.replace("_", "-")} = {value!r}'.replace("'", '"')
+    toml = f"{name.replace('_', '-')} = {value!r}".replace("'", '"')
     with pytest.raises(ConfigError, match=f"^{flag} ") as conf_err:
         _live_values([], {}, tmp_path, toml)
     assert "\n" not in str(env_err.value) and "\n" not in str(conf_err.value)
@@ -84,5 +86,7 @@ def test_non_finite_and_non_numbers_refused(value, tmp_path):
 
 
 def test_good_values_from_every_source(tmp_path):
-    s = _live_values(["--interval", "0.3"], {"GLMASR_LIVE_CONTEXT": "4"}, tmp_path, 'endpoint = 0.1\nagreement = 3')
+    s = _live_values(
+        ["--interval", "0.3"], {"GLMASR_LIVE_CONTEXT": "4"}, tmp_path, "endpoint = 0.1\nagreement = 3"
+    )
     assert (s.interval_s, s.context_s, s.endpoint_s, s.agreement) == (0.3, 4.0, 0.1, 3)

@@ -71,7 +71,7 @@ def demo64():
 
 
 def _speech(seed: int, n_words: int, lang: str) -> np.ndarray:
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     rng = np.random.default_rng(seed)
     cjk = lang != "en"

@@ -15,7 +15,7 @@ SR = 16000
 @pytest.fixture(scope="module")
 def clips():
     """Three utterances by different voices, each followed by a pause."""
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     rng = np.random.default_rng(5)
     out = []
@@ -25,7 +25,9 @@ def clips():
         ("blue eight four zero next".split(), synth.Voice("en-gb-x-gbcwmd", "m2", 150, 40), -26),
     ]:
         u = synth.word_utterance(words, voice, rng, gap_s=(0.05, 0.15), long_pause_p=0.0)
-        audio = np.concatenate([np.zeros(SR // 2, np.float32), synth.set_level(u.audio, level), np.zeros(SR, np.float32)])
+        audio = np.concatenate(
+            [np.zeros(SR // 2, np.float32), synth.set_level(u.audio, level), np.zeros(SR, np.float32)]
+        )
         out.append((audio, u.text))
     return out
 
@@ -41,7 +43,8 @@ def test_captioner_streams_share_one_model_and_get_their_own_text(demo_engine, c
     with Captioner(engine=demo_engine) as cap:
         streams = [cap.open_stream(f"s{k}") for k in range(len(clips))]
         feeders = [
-            threading.Thread(target=_feed_in_blocks, args=(s, a)) for s, (a, _) in zip(streams, clips, strict=True)
+            threading.Thread(target=_feed_in_blocks, args=(s, a))
+            for s, (a, _) in zip(streams, clips, strict=True)
         ]
         for t in feeders:
             t.start()
@@ -120,7 +123,7 @@ def test_one_streams_fault_does_not_disturb_the_others(demo_engine, clips):
 
 def test_thousand_streams_opened_fed_and_closed_leave_memory_flat(tiny_engine_factory, clips):
     from glmasr_live.asr.rounds import slot_store
-    from glmasr_live.bench import rss_mib
+    from glmasr_live.devtools.bench import rss_mib
     from glmasr_live.streams import Captioner
 
     engine = tiny_engine_factory(seed=0, chunk_length=4, dtype="float32")
@@ -149,7 +152,18 @@ def test_bench_streams_command_prints_table_and_writes_json(tmp_path):
     import sys
 
     out = tmp_path / "streams.json"
-    cmd = [sys.executable, "-m", "glmasr_live", "bench-streams", "--streams", "2", "--seconds", "5", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "glmasr_live",
+        "bench-streams",
+        "--streams",
+        "2",
+        "--seconds",
+        "5",
+        "--json",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "largest N held" in proc.stdout and "batched" in proc.stdout and "single" in proc.stdout

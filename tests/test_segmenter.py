@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from glmasr_live import synth
 from glmasr_live.audio.segmenter import Segmenter, SegmenterSettings, find_segments
+from glmasr_live.devtools import synth
 from glmasr_live.events import SAMPLE_RATE as SR
 from glmasr_live.events import SpeechEnd, SpeechStart
 
@@ -334,7 +334,7 @@ def test_vad_command_prints_segments(tmp_path, capsys) -> None:
 
 
 def test_quick_benchmark_meets_the_targets(tmp_path_factory) -> None:
-    from glmasr_live import vadbench
+    from glmasr_live.devtools import vadbench
 
     result = vadbench.run(quick=True, silero=False, root=tmp_path_factory.mktemp("vadbench"))
     ours = result["summary"]["segmenter"]
@@ -451,7 +451,7 @@ def flagged(audio: np.ndarray, settings: SegmenterSettings) -> float:
     ],
 )
 def test_music_and_typing_are_not_speech_with_the_learned_test(kind: str, level: float) -> None:
-    from glmasr_live import noisesynth
+    from glmasr_live.devtools import noisesynth
 
     x = noisesynth.make(kind, 20, level, seed=7)
     assert flagged(x, _learned()) <= 0.02
@@ -465,7 +465,7 @@ def test_faint_speech_is_still_caught_with_the_learned_test(lang: str, variant: 
 
 
 def test_speech_over_music_is_caught_with_the_learned_test() -> None:
-    from glmasr_live import noisesynth
+    from glmasr_live.devtools import noisesynth
 
     c = clip("en", "m3", -30, None, 0)
     x = c.audio + noisesynth.make("music-pluck", len(c.audio) / SR, -40, seed=3)[: len(c.audio)]
@@ -475,8 +475,8 @@ def test_speech_over_music_is_caught_with_the_learned_test() -> None:
 
 def test_vad_model_flag_reaches_the_segmenter_through_the_cli(tmp_path):
     """``--vad-model silero`` on a music file: the learned test keeps it out of the captions."""
-    from glmasr_live import noisesynth
     from glmasr_live.audio import speechprob
+    from glmasr_live.devtools import noisesynth
 
     if speechprob.unavailable_reason() is not None:
         pytest.skip(speechprob.unavailable_reason())

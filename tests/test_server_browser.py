@@ -53,7 +53,7 @@ def _speech(path: Path, phrases: list[list[str]], voice: Any, seed: int, pause_s
             split_last: int | None = None) -> Speech:  # fmt: skip
     """1 s of quiet, then each phrase followed by ``pause_s`` (over a faint noise floor, as a
     real microphone has). ``split_last``: a 0.7 s pause after that many words of the last phrase."""
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     rng = np.random.default_rng(seed)
     pieces, pos, gap, end = [np.zeros(SR, np.float32)], SR, None, 0.0
@@ -79,7 +79,7 @@ def _speech(path: Path, phrases: list[list[str]], voice: Any, seed: int, pause_s
 
 @pytest.fixture(scope="module")
 def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Speech]:
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     d = tmp_path_factory.mktemp("mics")
     alice = [["hello", "seven", "three", "nine"], ["open", "blue", "please"]]

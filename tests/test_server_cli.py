@@ -44,7 +44,7 @@ def _start(tmp_path, *extra: str) -> tuple[subprocess.Popen, int, list[str]]:
 
 @pytest.fixture(scope="module")
 def utterance():
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     rng = np.random.default_rng(3)
     u = synth.word_utterance("hello seven three nine start".split(), synth.Voice("en-us", "f4", 150, 60), rng,

@@ -22,7 +22,6 @@ DEMO_WAV = ASSETS / "demo.wav"
 DEMO_LINES = [line.strip() for line in (ASSETS / "demo.txt").read_text().splitlines() if line.strip()]
 
 
-
 @pytest.fixture(scope="module")
 def srv(captioner, tmp_path_factory):
     with RunningServer(captioner, tmp_path_factory.mktemp("rooms")) as server:
@@ -251,7 +250,7 @@ def test_shutting_down_answers_503_and_tokens_guard_the_endpoint(captioner, tmp_
 @pytest.fixture(scope="module")
 def live_speech():
     """Three utterances the demo model knows, with pauses: one live stream of ~9 s."""
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     rng = np.random.default_rng(5)
     parts, refs = [np.zeros(SR // 2, np.float32)], []

@@ -138,7 +138,7 @@ def test_commit_boundary_check_accepts_only_whole_units():
 
 
 def _long_utterance(seed: int, n_words: int, lang: str = "en"):
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     rng = np.random.default_rng(seed)
     cjk = lang != "en"
@@ -232,7 +232,7 @@ def test_transcribe_cli_streams_a_long_utterance_with_a_trimmed_prompt(tmp_path)
 
     import jiwer
 
-    from glmasr_live import synth
+    from glmasr_live.devtools import synth
 
     audio, ref = _long_utterance(1, 36)
     synth.write_wav(tmp_path / "long.wav", audio)

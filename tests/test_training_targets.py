@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glmasr_live import synth
 from glmasr_live.asr.blocks import audio_token_counts, window_features
 from glmasr_live.asr.tiny import build_char_tokenizer, build_processor
+from glmasr_live.devtools import synth
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
 
@@ -137,7 +137,10 @@ def test_sentences_rendered_in_one_piece_get_no_word_targets(train, hop):
     spans = [(len(lead), len(audio) - len(lead))]
     pairs, counts, unit = _windows(audio, [], hop)
     text = " ".join(words)
-    assert train.alignment_targets(0, text, spans, pairs, counts, 4, 100, len(text) + 1, token_samples=unit) == []
+    assert (
+        train.alignment_targets(0, text, spans, pairs, counts, 4, 100, len(text) + 1, token_samples=unit)
+        == []
+    )
     labels = np.array(train.token_word_labels(text, spans, pairs, counts, token_samples=unit))
     lead_tokens = len(lead) // unit
     assert (labels[: lead_tokens - 1] == 0).all()  # the lead-in and the tail are silence
@@ -214,19 +217,26 @@ def test_wide_random_speakers_vary_voice_quality_and_keep_the_narrow_draws():
     ``wide`` existed (names are hashes of the variant files, pinned from commit 4248498), so
     ``--no-wide-voices`` reproduces the earlier runs' voice banks."""
     before = ["en+rvw2d43f7d2", "en+rvv3b9ec69a", "en+rvve1a58968", "en+rvwb5aa3ca2"]
-    pinned = [synth.random_variant_voice(np.random.default_rng(s), "en", whisper=s % 3 == 0) for s in range(4)]
+    pinned = [
+        synth.random_variant_voice(np.random.default_rng(s), "en", whisper=s % 3 == 0) for s in range(4)
+    ]
     assert [v.name for v in pinned] == before
     narrow = [synth.random_variant_voice(np.random.default_rng(s), "en") for s in range(12)]
     assert not any("tone " in v.spec or "consonants " in v.spec for v in narrow)
     wide = [synth.random_variant_voice(np.random.default_rng(s), "en", wide=True) for s in range(12)]
     specs = "".join(v.spec for v in wide)
     assert all(k in specs for k in ("\nvoicing ", "\nconsonants ", "\ntone "))
-    strengths = [int(line.split()[3]) for v in wide for line in v.spec.splitlines() if line.startswith("formant")]
+    strengths = [
+        int(line.split()[3]) for v in wide for line in v.spec.splitlines() if line.startswith("formant")
+    ]
     assert min(strengths) < 70 and max(strengths) > 130
     # the tilt really changes the sound: same speaker, a bright and a dark tone curve
     base = "language variant\nname custom\ngender female\npitch 200 260\n"
     ratios = []
-    for tone in ("tone 100 255 600 200 1200 30 2000 15 3000 10", "tone 100 10 600 10 1200 200 2000 255 3000 255"):
+    for tone in (
+        "tone 100 255 600 200 1200 30 2000 15 3000 10",
+        "tone 100 10 600 10 1200 200 2000 255 3000 255",
+    ):
         spec = f"{base}{tone}\n"
         voice = synth.Voice("en", f"en+{synth.CUSTOM_PREFIX}vtilt{len(ratios)}", 160, 50, spec)
         spectrum = np.abs(np.fft.rfft(synth.render("seven sixty", voice)))

@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glmasr_live import bench
+    from glmasr_live.devtools import bench
     from glmasr_live.errors import ConfigError
 
     policies = [x.strip() for x in args.policies.split(",") if x.strip()]

@@ -44,9 +44,9 @@ def _numbers(text: str, name: str, kind: type) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glmasr_live import offline_bench as ob
-    from glmasr_live.longform import long_recording
-    from glmasr_live.synth import require_espeak
+    from glmasr_live.devtools import offline_bench as ob
+    from glmasr_live.devtools.longform import long_recording
+    from glmasr_live.devtools.synth import require_espeak
 
     lengths = _numbers(args.seconds, "--seconds", float)
     batches = _numbers(args.batches, "--batches", int)

@@ -92,7 +92,7 @@ def _schedulings(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glmasr_live import bench, streams_bench
+    from glmasr_live.devtools import bench, streams_bench
 
     schedulings = _schedulings(args)
     counts = _counts(args)
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_counts(args: argparse.Namespace, counts: list[int], schedulings: list[str], recs: list[Any],
                 make_decoder: Any, engine: Any, net: Any) -> tuple[list[Any], list[Any]]:  # fmt: skip
     """Every N: each scheduling in-process, then (with ``net``) the network run, in that order."""
-    from glmasr_live import serve_bench, streams_bench
+    from glmasr_live.devtools import serve_bench, streams_bench
 
     rows: list[Any] = []
     pairs: list[Any] = []
@@ -167,7 +167,7 @@ def _network(args: argparse.Namespace, engine: Any, make_decoder: Any, most: int
     if not args.network:
         yield None
         return
-    from glmasr_live import serve_bench
+    from glmasr_live.devtools import serve_bench
     from glmasr_live.policy import PolicySettings
 
     cap = serve_bench.BenchCaptioner(engine=engine, policy=PolicySettings(interval_s=args.interval))
@@ -183,13 +183,13 @@ def _network(args: argparse.Namespace, engine: Any, make_decoder: Any, most: int
 
 
 def _plan(args: argparse.Namespace) -> Any:
-    from glmasr_live.serve_bench import NetworkPlan
+    from glmasr_live.devtools.serve_bench import NetworkPlan
 
     return NetworkPlan(viewers=args.viewers, per_room=args.streams_per_room, frame_s=args.frame_ms / 1000)
 
 
 def _print_network(args: argparse.Namespace, meta: dict[str, Any], pairs: list[Any]) -> None:
-    from glmasr_live import serve_bench
+    from glmasr_live.devtools import serve_bench
 
     meta["network"] = {
         "viewers_per_room": args.viewers, "streams_per_room": args.streams_per_room,

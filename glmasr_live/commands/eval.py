@@ -24,7 +24,7 @@ from glmasr_live.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-    from glmasr_live.eval import EvalItem, EvalReport, FileReport
+    from glmasr_live.devtools.eval import EvalItem, EvalReport, FileReport
 
 PADDINGS = ("full", "none")
 
@@ -67,7 +67,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glmasr_live.eval import load_dataset
+    from glmasr_live.devtools.eval import load_dataset
 
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
@@ -120,7 +120,7 @@ def _json_target(path: str | None) -> str | None:
 def evaluate(
     engine: Any, items: Sequence[EvalItem], modes: list[str], args: argparse.Namespace
 ) -> EvalReport:
-    from glmasr_live.eval import EvalReport, FileReport
+    from glmasr_live.devtools.eval import EvalReport, FileReport
 
     files = [FileReport(it, 0.0) for it in items]
     compute: dict[str, float] = {}
@@ -150,7 +150,7 @@ def _load(f: FileReport) -> np.ndarray:
 
 def _run_offline(engine: Any, files: list[FileReport], mode: str, batch: int, progress: Progress) -> float:
     """Each file in one prompt; a file past the model's limit is scored as empty (and said)."""
-    from glmasr_live.eval import RunResult, score
+    from glmasr_live.devtools.eval import RunResult, score
     from glmasr_live.events import SAMPLE_RATE
 
     limit = engine.whole_limit_seconds()
@@ -178,7 +178,7 @@ def _run_segmented(
 ) -> float:
     """All files through the segmented path (``glmasr_live.offline``), pieces batched across files."""
     from glmasr_live.audio.filestream import open_file
-    from glmasr_live.eval import RunResult, score
+    from glmasr_live.devtools.eval import RunResult, score
     from glmasr_live.offline import transcribe_recordings
 
     spent = 0.0
@@ -204,7 +204,7 @@ def _run_streaming(
     engine: Any, files: list[FileReport], mode: str, args: argparse.Namespace, progress: Progress
 ) -> float:
     from glmasr_live.asr.streaming import StreamingDecoder
-    from glmasr_live.eval import RunResult, caption_latency, score
+    from glmasr_live.devtools.eval import RunResult, caption_latency, score
     from glmasr_live.events import join_text
     from glmasr_live.replay import ReplaySettings, replay
 

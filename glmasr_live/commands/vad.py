@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from glmasr_live.events import SAMPLE_RATE
 
     audio = load_audio(args.file)
-    segments = find_segments(audio, SegmenterSettings.from_sensitivity(args.vad_sensitivity, args.endpoint, args.vad_model))
+    segments = find_segments(
+        audio, SegmenterSettings.from_sensitivity(args.vad_sensitivity, args.endpoint, args.vad_model)
+    )
     spans = [(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)) for a, b in segments]
     if args.json:
         print(json.dumps([{"start": a, "end": b} for a, b in spans]))

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from glmasr_live import synth
 from glmasr_live.asr.defaults import CONTEXT_S
+from glmasr_live.devtools import synth
 from glmasr_live.events import SAMPLE_RATE
 
 SCRIPT_RATE = 4.0  # tokens per second of speech: GLM-ASR's BPE on English runs at ~3-4

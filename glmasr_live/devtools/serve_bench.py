@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from glmasr_live.eval import caption_latency, percentiles
+from glmasr_live.devtools.eval import caption_latency, percentiles
+from glmasr_live.devtools.streams_bench import FEED_S, Recording, RunRow, _Clock, measure_events, start_phases
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent
 from glmasr_live.streams import Captioner
-from glmasr_live.streams_bench import FEED_S, Recording, RunRow, _Clock, measure_events, start_phases
 
 CONNECT_TIMEOUT_S = 30.0
 DONE_TIMEOUT_S = 120.0

@@ -2,7 +2,7 @@
 batch size, and how close the cue times come to the true word times. No torch here: the
 engine comes in; ``glmasr-live bench-offline`` (``commands/bench_offline.py``) drives it.
 
-Recordings are built by ``glmasr_live.longform`` (every word's time known). Error rates:
+Recordings are built by ``glmasr_live.devtools.longform`` (every word's time known). Error rates:
 WER over words and CER over characters (spaces removed), after the eval normalisation.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from glmasr_live.devtools.longform import LongRecording, TimedWord
 from glmasr_live.events import SAMPLE_RATE, join_text
-from glmasr_live.longform import LongRecording, TimedWord
 from glmasr_live.offline import transcribe_recordings
 from glmasr_live.pieces import FileTranscript, Segment
 
@@ -30,7 +30,7 @@ class Rates:
 def rates(reference: str, hypothesis: str) -> Rates:
     import jiwer
 
-    from glmasr_live.eval import normalize
+    from glmasr_live.devtools.eval import normalize
 
     ref, hyp = normalize(reference), normalize(hypothesis)
     cer = float(jiwer.cer(ref.replace(" ", ""), hyp.replace(" ", ""))) if ref else float(bool(hyp))
@@ -125,7 +125,7 @@ def timing_error(segments: Sequence[Segment], words: Sequence[TimedWord]) -> dic
     from dataclasses import replace
 
     from glmasr_live.captions.cues import units
-    from glmasr_live.eval import text_units
+    from glmasr_live.devtools.eval import text_units
 
     errs: dict[str, list[float]] = {"speech": [], "even": []}
     pieces = 0

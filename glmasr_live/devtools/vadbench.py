@@ -1,8 +1,8 @@
 """VAD benchmark: the segmenter against raw webrtcvad (modes 0-3) and silero-vad (when installed).
 
-    python -m glmasr_live.vadbench [--quick] [--json OUT] [--sensitivity X] [--no-silero] [--padded]
+    python -m glmasr_live.devtools.vadbench [--quick] [--json OUT] [--sensitivity X] [--no-silero] [--padded]
 
-The labelled set is made with espeak-ng (glmasr_live.synth): recordings of several utterances
+The labelled set is made with espeak-ng (glmasr_live.devtools.synth): recordings of several utterances
 separated by 1-3 s pauses, for each voice kind (English voiced, whispered, Mandarin,
 Cantonese) and speech level (-20 to -60 dBFS, RMS over the words), with white, pink or brown
 noise at 10-25 dB SNR; plus noise-only files (and digital silence). It is written once as
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from glmasr_live import synth
 from glmasr_live.audio import speechprob
 from glmasr_live.audio.segmenter import SegmenterSettings, find_segments
+from glmasr_live.devtools import synth
 from glmasr_live.events import SAMPLE_RATE
 
 BENCH_VERSION = "v1"
@@ -378,7 +378,7 @@ def format_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m glmasr_live.vadbench", description=__doc__.split("\n")[0]
+        prog="python -m glmasr_live.devtools.vadbench", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="a small set (3 levels, ~3 min of audio)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")

@@ -3,7 +3,7 @@
 For the offline benchmark and tests: short utterances (2 to 7 in-vocabulary words, English
 mostly, some Mandarin and Cantonese digits) from held-out espeak-ng voices, at varied levels
 over light noise, with pauses of 0.8 to 2 s between them, until the wanted length.
-Needs espeak-ng (``glmasr_live.synth``).
+Needs espeak-ng (``glmasr_live.devtools.synth``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glmasr_live import synth
+from glmasr_live.devtools import synth
 from glmasr_live.events import SAMPLE_RATE, join_text
 
 

@@ -1,7 +1,7 @@
-"""The VAD benchmark's second part: sound that moves (glmasr_live.noisesynth) instead of
-stationary noise. Run by ``python -m glmasr_live.vadbench`` after the speech set, or alone:
+"""The VAD benchmark's second part: sound that moves (glmasr_live.devtools.noisesynth) instead of
+stationary noise. Run by ``python -m glmasr_live.devtools.vadbench`` after the speech set, or alone:
 
-    python -m glmasr_live.movingbench [--quick] [--json OUT] [--sensitivity X] [--no-silero]
+    python -m glmasr_live.devtools.movingbench [--quick] [--json OUT] [--sensitivity X] [--no-silero]
 
 Two kinds of file, written once as 16-bit WAV with a manifest under
 ``~/.cache/glmasr-live/vadbench/moving-<version>-<full|quick>``:
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from glmasr_live import noisesynth, synth
 from glmasr_live.audio.segmenter import SegmenterSettings
+from glmasr_live.devtools import noisesynth, synth
+from glmasr_live.devtools.vadbench import BenchFile, Detector, Tally, cache_root, detectors, score
 from glmasr_live.events import SAMPLE_RATE
-from glmasr_live.vadbench import BenchFile, Detector, Tally, cache_root, detectors, score
 
 MOVING_VERSION = "v2"
 NOISE_LEVELS = {"music": (-30, -45), "typing": (-35, -50), "clicks": (-35, -50), "doors": (-35, -50),
@@ -45,7 +45,7 @@ def _levels(kind: str) -> tuple[int, int]:
 
 
 def _speech_over(kind: str, level: float, noise: str, snr: float, n_utt: int, seed: int):
-    from glmasr_live.vadbench import _voice
+    from glmasr_live.devtools.vadbench import _voice
 
     rng = np.random.default_rng(seed)
     voice = _voice(kind, rng)
@@ -215,7 +215,7 @@ def format_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m glmasr_live.movingbench", description=__doc__.split("\n")[0]
+        prog="python -m glmasr_live.devtools.movingbench", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="a small set (one level, 10 s files)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")

@@ -1,5 +1,5 @@
 """Non-stationary non-speech, synthesised: music, typing, clicks, traffic, wind, doors, dishes,
-a fan changing speed. For the VAD benchmark (glmasr_live.movingbench) and the segmenter tests.
+a fan changing speed. For the VAD benchmark (glmasr_live.devtools.movingbench) and the segmenter tests.
 
 Every generator takes (seconds, rng) and returns unit-RMS float32 audio at 16 kHz; scale it with
 ``synth.set_level``. Nothing here is speech-like by construction: no formants that move at the
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from glmasr_live import synth
+from glmasr_live.devtools import synth
 from glmasr_live.events import SAMPLE_RATE as SR
 
 Generator = Callable[[float, np.random.Generator], np.ndarray]

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from glmasr_live import synth
-from glmasr_live.eval import WordSpan, caption_latency, percentiles
+from glmasr_live.devtools import synth
+from glmasr_live.devtools.eval import WordSpan, caption_latency, percentiles
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent
 
 FEED_S = 0.03  # the feeder's period: capture delivers audio in blocks of about this size
