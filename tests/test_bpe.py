@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from conftest import bursty
 
+from glmasr_live.asr.scripted import ScriptedAnswer
+
 SR = 16000
 # Spaces only between Latin words (join_text's rule), so any retirement cut rejoins exactly.
 SCRIPT_TEXT = (
@@ -52,7 +54,7 @@ def _scripted_decoder(engine, context_s):
 
     dec = StreamingDecoder(engine, StreamingSettings(context_s=context_s, min_block_s=1.5))
     script = list(engine.tokenizer(SCRIPT_TEXT, add_special_tokens=False).input_ids)
-    dec.script, dec.script_rate = script, len(script) / 9.0  # the whole text within 9 s of audio
+    dec.answer = ScriptedAnswer(script, len(script) / 9.0)  # the whole text within 9 s of audio
     return dec, script
 
 

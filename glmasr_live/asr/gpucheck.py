@@ -20,6 +20,7 @@ from transformers import DynamicCache
 from glmasr_live.asr.blocks import encode_blocks
 from glmasr_live.asr.engine import AsrEngine, EngineSettings
 from glmasr_live.asr.prompt import run_lm
+from glmasr_live.asr.scripted import ScriptedAnswer
 from glmasr_live.events import SAMPLE_RATE
 
 BLOCK_SECONDS = (1, 3, 6, 15)
@@ -115,7 +116,7 @@ def streaming_step_ms(engine: AsrEngine, padding: str, seconds: float = 12.0) ->
             "one two three four five six seven eight nine ten " * 20, add_special_tokens=False
         ).input_ids
     )
-    dec.script, dec.script_rate = script, SCRIPT_RATE
+    dec.answer = ScriptedAnswer(script, SCRIPT_RATE)
     audio = _noise(seconds, 1)
     dec.start()
     steps = []

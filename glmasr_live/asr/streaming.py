@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -101,6 +101,20 @@ class StepPlan:
     budget: int
 
 
+class AnswerOverride(Protocol):
+    """Chooses the answer's tokens in place of the model's argmax (benchmarks with random weights).
+
+    Counts are in tokens of the utterance's answer after what retirement set aside; ``samples``
+    is audio from the utterance's start.
+    """
+
+    def reset(self) -> None: ...
+    def budget(self, samples: int, forced: int) -> int: ...
+    def tokens(self, forced: int, budget: int) -> list[int]: ...
+    def settled(self, samples: int, forced: int) -> int | None: ...
+    def retire(self, count: int) -> None: ...
+
+
 class StreamingDecoder:
     """Decodes one utterance at a time: ``start``, ``feed``, ``step`` ..., ``finish``.
 
@@ -126,18 +140,17 @@ class StreamingDecoder:
         self._checked: tuple[int, int] | None = None  # (blocks, committed ids) at the last check
         self._agreement = LocalAgreement(self.settings.agreement)
         self.active = False
-        # Benchmarks with random weights: emit script[: script_rate * seconds] instead of the
-        # argmax (each token still costs its forward pass), so text grows and agrees as speech would.
-        self.script: list[int] | None = None
-        self.script_rate = 4.0
-        self._script_retired = 0
+        # Benchmarks with random weights choose the answer's tokens (asr/scripted.py).
+        self.answer: AnswerOverride | None = None
 
     # ------------------------------------------------------------------ utterance lifecycle
 
     def start(self) -> None:
         self._chunks, self._audio, self._blocks = [], np.zeros(0, np.float32), []
         self._committed_ids = []
-        self._retired, self._context, self._checked, self._script_retired = "", 0, None, 0
+        self._retired, self._context, self._checked = "", 0, None
+        if self.answer is not None:
+            self.answer.reset()
         self._agreement.reset()
         if self._slot is None:
             self._slot = self._store.acquire()
@@ -229,8 +242,8 @@ class StreamingDecoder:
         budget: int = (max_new_tokens or self.engine.max_new_tokens(seconds)) - len(forced)
         if not final:
             budget = min(budget, int(len(open_audio) / SAMPLE_RATE * self.settings.step_tokens) + 6)
-        if self.script is not None:  # benchmark: a fixed, realistic amount of text per second
-            budget = min(budget, self._script_end(len(audio)) - len(forced))
+        if self.answer is not None:  # benchmark: a fixed, realistic amount of text per second
+            budget = min(budget, self.answer.budget(len(audio), len(forced)))
         return StepPlan(self, final, t0, len(audio), open_audio, forced, max(0, budget))
 
     def lm_row(self, plan: StepPlan, open_tokens: torch.Tensor | None) -> LmRow:
@@ -246,9 +259,8 @@ class StreamingDecoder:
         embeds = torch.cat(parts)
         self.stats.prefill_tokens += int(embeds.shape[0])
         scripted = None
-        if self.script is not None:
-            first = self._script_retired + len(plan.forced)
-            scripted = self.script[first : first + plan.budget]
+        if self.answer is not None:
+            scripted = self.answer.tokens(len(plan.forced), plan.budget)
         return LmRow(self._slot, embeds, plan.budget, plan.forced, scripted)
 
     def complete(self, plan: StepPlan, generated: list[int]) -> Hypothesis:
@@ -341,10 +353,6 @@ class StreamingDecoder:
         piece = self.engine.decode(ids[:i])
         return "\ufffd" not in piece and _ends_on_unit(text, len(piece))
 
-    def _script_end(self, samples: int) -> int:
-        """Benchmark script: how many of its tokens the prompt's answer covers up to ``samples``."""
-        return int(samples / SAMPLE_RATE * self.script_rate) - self._script_retired
-
     def _maybe_retire(self) -> None:
         """Retire the closed blocks from the prompt if they hold more than ``context_s`` of
         audio and their text is settled (see the module docstring)."""
@@ -369,11 +377,11 @@ class StreamingDecoder:
         logits = self.engine.model.lm_head(hidden[len(tail) - 1 :])
         eos = [tok in self.engine.eos_ids for tok in logits.argmax(-1).tolist()]
         text = self.engine.decode(forced)
-        if self.script is not None:  # scripted text: the closed blocks' share of it is settled
+        if self.answer is not None:  # the override says where the closed blocks' text ends
             eos = [False] * len(eos)
-            m = self._script_end(blocks[-1].end)
-            if 0 <= m <= len(forced):
-                eos[m] = True
+            settled_at = self.answer.settled(blocks[-1].end, len(forced))
+            if settled_at is not None:
+                eos[settled_at] = True
         # The first such point that ends a whole unit (word, CJK character). Not a later one: the
         # model also ends the text after a word whose audio is still in the open block, and
         # retiring that word would repeat it. A point too early costs nothing: the rest stays
@@ -385,7 +393,8 @@ class StreamingDecoder:
             m += 1  # a separator token (a space) would otherwise open the answer
         settled = self.engine.decode(forced[:m])
         self._retired = join_text(self._retired, settled)
-        self._script_retired += m
+        if self.answer is not None:
+            self.answer.retire(m)
         # The rest stays the model's own tokens, not a re-tokenization of its text: with a BPE
         # vocabulary the two can differ (merges across the cut, a word's leading space).
         self._committed_ids = list(forced[m:])

@@ -98,7 +98,9 @@ def _decoder(engine: Any, script: list[int] | None, **kw: Any) -> Any:
 
     dec = StreamingDecoder(engine, StreamingSettings(**kw))
     if script is not None:
-        dec.script, dec.script_rate = script, SCRIPT_RATE
+        from glmasr_live.asr.scripted import ScriptedAnswer
+
+        dec.answer = ScriptedAnswer(script, SCRIPT_RATE)
     return dec
 
 
