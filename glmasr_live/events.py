@@ -241,3 +241,9 @@ class SessionInfo:
     ws_url: str | None = None
     transcripts: tuple[str, ...] = ()
     overlay_url: str | None = None
+
+
+def format_clock(seconds: float) -> str:
+    """``HH:MM:SS`` of stream audio (the time a caption starts in the recording)."""
+    s = max(0, int(seconds))
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"

@@ -27,13 +27,12 @@ from typing import Any
 
 from glmasr_live.audio.ringbuffer import RingBuffer
 from glmasr_live.audio.segmenter import SegmenterSettings
-from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.captions.hub import CaptionHub, EventQueue, FinalsWriterThread
 from glmasr_live.captions.transcripts import TranscriptError
 from glmasr_live.config import PipelineSettings
 from glmasr_live.errors import AudioInputError, ConfigError, GlmAsrLiveError
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent, PipelineStats, SessionInfo
-from glmasr_live.policy import PolicySettings, StreamPolicy
+from glmasr_live.policy import CaptionBuilder, PolicySettings, StreamPolicy
 from glmasr_live.session import Listener
 
 log = logging.getLogger(__name__)

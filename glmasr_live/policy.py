@@ -15,17 +15,21 @@ and the server alike:
   utterance is taken;
 - a stream whose last step took longer than ``max_lag_s`` is behind: it sheds partials (never
   finals), says so in a ``behind`` status event, and every event carries its ``lag``.
+
+``CaptionBuilder`` (pure too) numbers the events and puts them on the stream clock; the server's
+rooms, file replay and the offline path use it on its own.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from glmasr_live.audio.segmenter import Segmenter, SegmenterSettings
-from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.events import (
     SAMPLE_RATE,
     CaptionEvent,
@@ -38,6 +42,60 @@ from glmasr_live.events import (
     join_text,
 )
 from glmasr_live.option_table import INTERVAL_S
+
+
+@dataclass
+class CaptionBuilder:
+    """Numbers events and puts them on the stream clock.
+
+    ``next_seq``, ``clock_offset`` (seconds) and ``utterance_offset`` continue a journal's
+    numbering, time line and utterance ids after a restart; ``wall`` is the wall clock
+    (time.time) used for the ``wall_time`` field only.
+    """
+
+    next_seq: int = 0
+    wall: Callable[[], float] = time.time
+    clock_offset: float = 0.0
+    utterance_offset: int = 0
+
+    def _seq(self) -> int:
+        s = self.next_seq
+        self.next_seq += 1
+        return s
+
+    def caption(
+        self, utterance: int, start_sample: int, hyp: Hypothesis, audio_clock: float, lag: float = 0.0
+    ) -> CaptionEvent:
+        start = start_sample / SAMPLE_RATE + self.clock_offset
+        end = (start_sample + hyp.end_sample) / SAMPLE_RATE + self.clock_offset
+        audio_clock += self.clock_offset
+        utterance += self.utterance_offset
+        if hyp.final:
+            text = join_text(hyp.committed, hyp.tentative).strip()
+            return CaptionEvent(
+                "final", self._seq(), utterance, start, end, text, "", text, audio_clock, self.wall(),
+                lag=round(lag, 3),
+            )  # fmt: skip
+        return CaptionEvent(
+            "partial",
+            self._seq(),
+            utterance,
+            start,
+            end,
+            hyp.committed,
+            hyp.tentative,
+            join_text(hyp.committed, hyp.tentative),
+            audio_clock,
+            self.wall(),
+            lag=round(lag, 3),
+        )
+
+    def status(self, code: str, message: str, audio_clock: float, lag: float = 0.0) -> CaptionEvent:
+        audio_clock += self.clock_offset
+        return CaptionEvent(
+            "status", self._seq(), -1, audio_clock, audio_clock, "", "", "", audio_clock, self.wall(),
+            status=code, message=message, lag=round(lag, 3),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from glmasr_live.audio.segmenter import SegmenterSettings
-from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent
 from glmasr_live.option_table import INTERVAL_S
-from glmasr_live.policy import PolicySettings, StreamPolicy
+from glmasr_live.policy import CaptionBuilder, PolicySettings, StreamPolicy
 
 FRAME = SAMPLE_RATE * 30 // 1000  # the segmenter's 30 ms frame
 

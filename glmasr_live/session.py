@@ -1,4 +1,4 @@
-"""The interface a live session offers to front ends (the TUI, the plain-lines printer)."""
+"""The interface a live session offers to front ends (the TUI, the plain-lines printer, glmasr_live/plain.py)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,17 @@ class LiveSession(Protocol):
 
     def stop(self) -> None:
         """Stop capture, finish the current utterance (its final is emitted), flush, return."""
+
+
+class RunnableSession(LiveSession, Protocol):
+    """A session a front end starts and waits on (``LivePipeline`` is one)."""
+
+    def start(self) -> None:
+        """Load the model and begin capture; raise GlmAsrLiveError for what the user can fix."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the input ended and everything was flushed (after stop() too)."""
+        ...
+
+
+SessionFactory = Callable[[], RunnableSession]

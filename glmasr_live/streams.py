@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 from glmasr_live.audio.segmenter import SegmenterSettings
-from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent
-from glmasr_live.policy import PolicySettings, StreamPolicy
+from glmasr_live.policy import CaptionBuilder, PolicySettings, StreamPolicy
 
 
 class _FedClock:

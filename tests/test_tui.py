@@ -24,8 +24,8 @@ from rich.console import Console
 from glmasr_live.captions.transcripts import write_transcript
 from glmasr_live.errors import DeviceError, ModelLoadError, ServerError
 from glmasr_live.events import CaptionEvent, PipelineStats, SessionInfo
+from glmasr_live.plain import final_line, run_plain, tail_to_width, use_tui
 from glmasr_live.session import Listener
-from glmasr_live.tui.plain import final_line, run_plain, tail_to_width, use_tui
 
 textual = pytest.importorskip("textual")
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from typing import TYPE_CHECKING
 
 import numpy as np
 import webrtcvad
 
 from glmasr_live.audio import speechprob
+from glmasr_live.audio.segmenter_settings import SegmenterSettings
 from glmasr_live.events import SAMPLE_RATE
-
-if TYPE_CHECKING:
-    from glmasr_live.audio.segmenter import SegmenterSettings
 
 _FFT_SIZE = 512
 # Band edges in Hz: narrow where voiced energy is, wider up high where whispers and fricatives

@@ -143,7 +143,7 @@ def run_session(settings: PipelineSettings, plain: bool, title: str = "glmasr-li
 
     # Both front ends turn Ctrl-C and SIGTERM into a graceful stop: the current utterance's
     # final is emitted and written before exit.
-    from glmasr_live.tui.plain import run_plain, use_tui
+    from glmasr_live.plain import run_plain, use_tui
 
     if not use_tui(no_tui=plain):
         return run_plain(make_session)

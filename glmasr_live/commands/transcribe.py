@@ -265,7 +265,7 @@ def _file_header(out: TextIO, f: Path, fmt: str) -> None:
     if fmt == "txt":
         print(f"==> {f} <==", file=out)
     else:
-        from glmasr_live.captioning import CaptionBuilder
+        from glmasr_live.policy import CaptionBuilder
 
         print(CaptionBuilder().status("file", str(f), 0.0).to_json(), file=out)
 

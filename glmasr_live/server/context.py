@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from glmasr_live import __version__
-from glmasr_live.captioning import CaptionBuilder
 from glmasr_live.events import SCHEMA_VERSION, CaptionEvent
+from glmasr_live.policy import CaptionBuilder
 from glmasr_live.server.access import Access, Role
 from glmasr_live.server.rooms import Room, Rooms
 from glmasr_live.server.settings import ServerSettings

@@ -30,6 +30,7 @@ from textual.widgets import ContentSwitcher, Footer
 
 from glmasr_live.errors import GlmAsrLiveError
 from glmasr_live.events import CaptionEvent, PipelineStats
+from glmasr_live.session import RunnableSession, SessionFactory
 from glmasr_live.tui.caption_history import CaptionHistory
 from glmasr_live.tui.current_line import CurrentLine
 from glmasr_live.tui.error_panel import ErrorPanel, error_title, fix_for
@@ -47,7 +48,6 @@ from glmasr_live.tui.messages import (
     TranscriptSaved,
     TranscriptSaveFailed,
 )
-from glmasr_live.tui.plain import RunnableSession, SessionFactory
 from glmasr_live.tui.save_dialog import SaveDialog
 from glmasr_live.tui.status_bar import StatusBar
 

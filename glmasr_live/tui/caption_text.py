@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
-from glmasr_live.events import join_text
-from glmasr_live.tui.plain import format_clock
+from glmasr_live.events import format_clock, join_text
 
 CLOCK_WIDTH = 10
 """``HH:MM:SS`` and two spaces."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from textual.message import Message
 
 from glmasr_live.events import CaptionEvent, PipelineStats
-from glmasr_live.tui.plain import RunnableSession
+from glmasr_live.session import RunnableSession
 
 
 @dataclass

@@ -22,26 +22,12 @@ import unicodedata
 from collections.abc import Callable
 from contextlib import suppress
 from types import FrameType
-from typing import Protocol, TextIO
+from typing import TextIO
 
-from glmasr_live.events import CaptionEvent, PipelineStats
-from glmasr_live.session import LiveSession
+from glmasr_live.events import CaptionEvent, PipelineStats, format_clock
+from glmasr_live.session import SessionFactory
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class RunnableSession(LiveSession, Protocol):
-    """A session a front end starts and waits on (``LivePipeline`` is one)."""
-
-    def start(self) -> None:
-        """Load the model and begin capture; raise GlmAsrLiveError for what the user can fix."""
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True once the input ended and everything was flushed (after stop() too)."""
-        ...
-
-
-SessionFactory = Callable[[], RunnableSession]
 
 
 def use_tui(no_tui: bool = False, stdin: TextIO | None = None, stdout: TextIO | None = None) -> bool:
@@ -54,12 +40,6 @@ def use_tui(no_tui: bool = False, stdin: TextIO | None = None, stdout: TextIO | 
         return stdin.isatty() and stdout.isatty()
     except (AttributeError, ValueError):  # closed or replaced streams
         return False
-
-
-def format_clock(seconds: float) -> str:
-    """``HH:MM:SS`` of stream audio (the time a caption starts in the recording)."""
-    s = max(0, int(seconds))
-    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def final_line(event: CaptionEvent) -> str | None:

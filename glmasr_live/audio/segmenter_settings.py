@@ -1,0 +1,157 @@
+"""The segmenter's settings: what counts as speech, and how utterances open, close and split.
+
+In their own module so that the frame analyser (audio/frames.py) and the segmenter's state
+machine (audio/segmenter.py) both read them without importing each other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from glmasr_live.events import SAMPLE_RATE
+from glmasr_live.option_table import ENDPOINT_S, HANGOVER_S
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterSettings:
+    """How the segmenter decides what is speech. All times in seconds of stream audio.
+
+    Fields:
+        sensitivity: 0..1, the one knob for users (``--vad-sensitivity``). Higher catches
+            fainter speech and fires more easily; it sets ``snr_threshold_db`` and
+            ``webrtc_mode``. 0.5 meets the benchmark targets (docs/segmenter.md).
+        frame_ms: analysis frame in ms; webrtcvad accepts 10, 20 or 30.
+        pre_roll_s: audio kept before the first speech frame, so onsets (a soft consonant,
+            a breathy whisper onset) are never clipped.
+        post_roll_s: audio kept after the last speech frame (the fading end of a word).
+        hangover_s: non-speech that must pass before an utterance closes; shorter pauses stay
+            inside it. Keep it below the pause between sentences you want as separate captions.
+        endpoint_s: a pause this long whose every frame is clearly silent (mean band SNR at
+            least ``clear_margin_db`` under the speech threshold; on a noise-gated source, with
+            digital silence in the last ``noise_window_s``, webrtcvad must hear no speech too)
+            closes the utterance without
+            waiting for the whole hangover, so the final comes ~0.25 s after the last word.
+            Pauses with faint, ambiguous frames (a whisper fading, breath, a dropout inside a
+            whispered word) still wait ``hangover_s``. 0 turns it off.
+        clear_margin_db: how far under the threshold a frame must be to count as clear silence.
+        min_speech_s: speech-frame time needed before an utterance opens; shorter blips
+            (clicks, a cough's onset) never open one. Costs that much latency at each onset.
+        max_utterance_s: a longer run of speech is split (the decoder closes its blocks at
+            pauses, so a forced split is a last resort; 30 s matches one encoder window).
+        split_search_s: the forced split goes to the quietest point of these last seconds.
+        split_dip_s: a split point must be quiet over this width (a pause between words,
+            not the closure of a stop consonant inside one).
+        noise_window_s: the noise floor is the minimum of the smoothed band power over this
+            window: longer follows rising noise more slowly, shorter may creep up on speech
+            without pauses.
+        stationary_s: a stretch of this length whose band levels hardly vary (see
+            ``stationary_db``) is noise even when it sits above the floor: the floor restarts
+            from it. Follows rising noise (a fan spinning up, an input AGC ramping in silence)
+            within this time instead of ``noise_window_s``.
+        stationary_db: the most that band levels (dB, std over ``stationary_s``, mean over
+            bands) vary in such a stretch. Stationary noise gives ~1.8, at most ~2.1; any stretch
+            mostly of speech, even a whisper at 10 dB SNR, more than 2.9.
+        floor_smoothing: per-frame weight of the past in the band-power smoothing that feeds
+            the floor tracker (0.7 = ~90 ms time constant): lowers the minimum's bias.
+        target_dbfs: level (RMS of speech frames) the gain aims at before webrtcvad.
+        max_gain_db: most gain applied (a -60 dBFS whisper needs ~34 dB).
+        min_gain_db: least gain (loud speech is turned down to the target, at most this much).
+        min_gain_margin_db: the gained noise floor stays at least this far below the target.
+        learned: a third test, a learned one: silero-vad's ONNX model (onnxruntime) hears the
+            gained frames and its speech probability must reach ``learned_threshold`` within
+            the last ``learned_memory_s``. Music, typing, traffic and other sound that moves
+            pass the first two tests; this one tells them from speech, but the model misses
+            some whispers (recall drops below the targets), so it is off by default
+            (``--vad-model silero``). Needs the ``vad`` extra (onnxruntime, silero-vad); without it
+            the test is skipped with a warning.
+        learned_memory_s: how far back the probability may have reached the threshold (the
+            model dips between syllables, and whole words, of faint or whispered speech).
+        learned_lookback_s: when the model confirms speech late (a whisper), the utterance
+            starts at the run of frames that passed the other two tests, up to this far back
+            (then the pre-roll): no clipped first word.
+    """
+
+    sensitivity: float = 0.5
+    frame_ms: int = 30
+    pre_roll_s: float = 0.3
+    post_roll_s: float = 0.3
+    hangover_s: float = HANGOVER_S
+    endpoint_s: float = ENDPOINT_S
+    clear_margin_db: float = 2.0
+    min_speech_s: float = 0.15
+    max_utterance_s: float = 30.0
+    split_search_s: float = 5.0
+    split_dip_s: float = 0.09
+    noise_window_s: float = 2.0
+    stationary_s: float = 0.48
+    stationary_db: float = 2.4
+    floor_smoothing: float = 0.7
+    target_dbfs: float = -26.0
+    max_gain_db: float = 40.0
+    min_gain_db: float = -12.0
+    min_gain_margin_db: float = 6.0
+    learned: bool = False
+    learned_memory_s: float = 0.5
+    learned_lookback_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sensitivity <= 1.0:
+            raise ValueError(f"sensitivity must be within 0..1, got {self.sensitivity}")
+        if self.frame_ms not in (10, 20, 30):
+            raise ValueError(f"frame_ms must be 10, 20 or 30 (webrtcvad), got {self.frame_ms}")
+        if not 0.0 <= self.endpoint_s <= self.hangover_s:
+            raise ValueError(f"endpoint must be within 0..{self.hangover_s} s, got {self.endpoint_s}")
+        if self.max_utterance_s <= self.split_search_s:
+            raise ValueError("max_utterance_s must be longer than split_search_s")
+
+    @classmethod
+    def from_sensitivity(
+        cls, sensitivity: float, endpoint_s: float | None = None, vad_model: str = "none"
+    ) -> SegmenterSettings:
+        """Defaults with the user's knobs set: sensitivity (0 = only clear speech, 1 = the
+        faintest), when given the endpoint (``--endpoint``; 0 = always the full hangover), and
+        ``--vad-model`` (``silero`` turns the learned test on)."""
+        learned = vad_model == "silero"
+        if learned:
+            from glmasr_live.audio import speechprob
+            from glmasr_live.errors import ConfigError
+
+            reason = speechprob.unavailable_reason()
+            if reason is not None:  # asked for by name: an error, not a silent fallback
+                raise ConfigError(f"--vad-model silero: {reason}, or pip install 'glmasr-live[vad]'")
+        if endpoint_s is None:
+            return cls(sensitivity=float(sensitivity), learned=learned)
+        return cls(sensitivity=float(sensitivity), endpoint_s=float(endpoint_s), learned=learned)
+
+    @property
+    def snr_threshold_db(self) -> float:
+        """Mean band SNR (dB over the noise floor) a frame needs: 5.5 dB at 0, 2.5 dB at 1.
+
+        Stationary noise gives ~1.5 dB on average and under 2.7 dB in 99.9 % of frames.
+        """
+        return 5.5 - 3.0 * self.sensitivity
+
+    @property
+    def webrtc_mode(self) -> int:
+        """webrtcvad aggressiveness: 3 at sensitivity 0 down to 0 at 1."""
+        return 3 - min(3, int(self.sensitivity * 4))
+
+    @property
+    def learned_threshold(self) -> float:
+        """Speech probability the learned model must give: 0.45 at sensitivity 0, 0.3 at 0.5,
+        0.15 at 1 (chosen on the moving-sound benchmark, docs/segmenter.md: at 0.5 s memory,
+        0.3 keeps music and typing under 2 % but for arpeggios; 0.1-0.15 lets 9-40 % through).
+        """
+        return 0.45 - 0.3 * self.sensitivity
+
+    @property
+    def frame_samples(self) -> int:
+        return SAMPLE_RATE * self.frame_ms // 1000
+
+    def samples(self, seconds: float) -> int:
+        return int(round(seconds * SAMPLE_RATE))
+
+    def frames(self, seconds: float) -> int:
+        """Whole frames covering ``seconds`` (at least 1)."""
+        return max(1, math.ceil(seconds * 1000 / self.frame_ms - 1e-9))
