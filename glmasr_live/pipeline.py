@@ -132,9 +132,6 @@ class LivePipeline:
 
         Raises a ``GlmAsrLiveError`` (one line for the user) for bad settings or input.
         """
-        from glmasr_live.asr.engine import AsrEngine, EngineSettings
-        from glmasr_live.asr.scheduler import Scheduler, WallAudioClock
-        from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings
         from glmasr_live.captions.transcripts import TranscriptWriter
 
         s = self.settings
@@ -153,6 +150,12 @@ class LivePipeline:
         if self._source is None:
             log.info("opening input %s", s.input or s.input_device or "(default microphone)")
             self._source = build_source(s)
+        # torch and transformers load only now: bad settings, outputs or input fail in well under
+        # a second instead of after the seconds these imports take
+        from glmasr_live.asr.engine import AsrEngine, EngineSettings
+        from glmasr_live.asr.scheduler import Scheduler, WallAudioClock
+        from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings
+
         engine_settings = EngineSettings(model=s.model, device=s.device, dtype=s.dtype, prompt=s.prompt)
         if self._engine is None:
             log.info("loading model %s", s.model)

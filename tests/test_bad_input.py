@@ -58,3 +58,23 @@ def test_an_ipv6_address_without_brackets_is_one_error_line():
     r = subprocess.run([sys.executable, "-m", "glmasr_live", "--no-tui", "--model", "demo", "--input", str(DEMO),
                         "--ws", "::1"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 2 and "in brackets, e.g. [::1]:8765" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name", ["random.mp3", "empty.wav", "missing.wav"])
+def test_a_bad_file_is_refused_before_torch_is_imported(inputs, name):
+    """The user waits for the model only when the input is good (torch alone takes seconds)."""
+    code = (
+        "import sys\n"
+        "from glmasr_live.cli import build_parser\n"
+        "from glmasr_live.commands.live import resolve, settings_from\n"
+        "from glmasr_live.errors import GlmAsrLiveError\n"
+        "from glmasr_live.pipeline import LivePipeline\n"
+        f"args = build_parser().parse_args(['--no-tui', '--no-ws', '--model', 'demo', '--input', {str(inputs / name)!r}])\n"
+        "try:\n"
+        "    LivePipeline(settings_from(resolve(args))).start()\n"
+        "except GlmAsrLiveError as e:\n"
+        "    print('refused:', e)\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "refused:" in r.stdout and "torch not loaded" in r.stdout, r.stdout + r.stderr
