@@ -1,36 +1,25 @@
-"""The demo-model training script's alignment supervision points at the right audio.
+"""The demo-model trainer's alignment supervision points at the right audio.
 
-The training script (not run by CI) guides LM attention heads to the audio tokens of the word
-being written and trains a word classifier on the audio tokens, both from the exact word spans
-that the synthesiser knows. A wrong span-to-token mapping would teach the model nonsense, so it is
-checked here on real espeak-ng speech cut into windows the way training cuts it.
+The trainer (``glmasr_live.devtools.training``, run by ``scripts/train_demo_model.py``; not run
+by CI) guides LM attention heads to the audio tokens of the word being written and trains a word
+classifier on the audio tokens, both from the exact word spans that the synthesiser knows. A
+wrong span-to-token mapping would teach the model nonsense, so it is checked here on real
+espeak-ng speech cut into windows the way training cuts it.
 """
 
 from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from glmasr_live.asr.blocks import audio_token_counts, window_features
-from glmasr_live.asr.tiny import build_char_tokenizer, build_processor
+from glmasr_live.asr.tiny import build_char_tokenizer, build_processor, build_tiny_model
 from glmasr_live.devtools import synth
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
-
-
-@pytest.fixture(scope="module")
-def train():
-    spec = importlib.util.spec_from_file_location("train_demo_model", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_demo_model"] = module
-    spec.loader.exec_module(module)
-    return module
-
+from glmasr_live.devtools.training.batches import Batcher
+from glmasr_live.devtools.training.loop import CHUNK_S, SIZES, WeightAverage
+from glmasr_live.devtools.training.losses import forward_losses, use_float32_encoder_attention
+from glmasr_live.devtools.training.targets import WORD_CLASSES, alignment_targets, token_word_labels
+from glmasr_live.devtools.training.voices import Clip, Synthesizer, perturb_speed, render_bank
 
 HOPS = [160, 240]  # the real model's mel hop, and the demo model's (``--hop 240``)
 
@@ -58,7 +47,7 @@ def _token_energy(audio: np.ndarray, pairs, counts, unit: int) -> np.ndarray:
 
 @pytest.mark.parametrize("hop", HOPS)
 @pytest.mark.parametrize("cjk", [False, True])
-def test_targets_follow_the_words_across_windows(train, cjk, hop):
+def test_targets_follow_the_words_across_windows(cjk, hop):
     rng = np.random.default_rng(5)
     lang = "cmn" if cjk else "en"
     words = synth.random_words(rng, 12, cjk)
@@ -73,7 +62,7 @@ def test_targets_follow_the_words_across_windows(train, cjk, hop):
     assert len(pairs) >= 2
     head, answer_start = 4, 4 + sum(counts) + 12
     text = synth.join_words(words, cjk)
-    targets = train.alignment_targets(
+    targets = alignment_targets(
         0, text, spans, pairs, counts, head, answer_start, len(text) + 1, token_samples=unit
     )
     energy = _token_energy(audio, pairs, counts, unit)
@@ -92,19 +81,19 @@ def test_targets_follow_the_words_across_windows(train, cjk, hop):
         firsts.append(lo)
     assert firsts == sorted(firsts) and firsts[-1] > firsts[0]
 
-    labels = train.token_word_labels(text, spans, pairs, counts, token_samples=unit)
+    labels = token_word_labels(text, spans, pairs, counts, token_samples=unit)
     assert len(labels) == sum(counts)
     labels_arr = np.array(labels)
     # silence labels sit on quiet tokens, word labels on loud ones, in the spoken order
     assert not loud[labels_arr == 0].any()
     assert loud[labels_arr > 0].mean() > 0.9
-    spoken = [train.WORD_CLASSES[c] for i, c in enumerate(labels) if c > 0 and (i == 0 or labels[i - 1] != c)]
+    spoken = [WORD_CLASSES[c] for i, c in enumerate(labels) if c > 0 and (i == 0 or labels[i - 1] != c)]
     assert spoken == words
 
 
 @pytest.mark.parametrize("hop", HOPS)
 @pytest.mark.parametrize("cjk", [False, True])
-def test_end_of_text_query_looks_at_the_trailing_silence(train, cjk, hop):
+def test_end_of_text_query_looks_at_the_trailing_silence(cjk, hop):
     rng = np.random.default_rng(7)
     words = synth.random_words(rng, 5, cjk)
     u = synth.word_utterance(words, synth.Voice("cmn" if cjk else "en", "f3", 160, 50), rng)
@@ -114,8 +103,8 @@ def test_end_of_text_query_looks_at_the_trailing_silence(train, cjk, hop):
     head, answer_start = 4, 4 + sum(counts) + 12
     text = synth.join_words(words, cjk)
     args = (0, text, u.spans, pairs, counts, head, answer_start, len(text) + 1)
-    plain = train.alignment_targets(*args, token_samples=unit)
-    with_eos = train.alignment_targets(*args, token_samples=unit, eos=True)
+    plain = alignment_targets(*args, token_samples=unit)
+    with_eos = alignment_targets(*args, token_samples=unit, eos=True)
     assert with_eos[:-1] == plain  # the characters' targets are unchanged, one more at the end
     _, q, lo, hi = with_eos[-1]
     assert q == answer_start + len(text) - 1  # the position whose logits predict the end of text
@@ -128,7 +117,7 @@ def test_end_of_text_query_looks_at_the_trailing_silence(train, cjk, hop):
 
 
 @pytest.mark.parametrize("hop", HOPS)
-def test_sentences_rendered_in_one_piece_get_no_word_targets(train, hop):
+def test_sentences_rendered_in_one_piece_get_no_word_targets(hop):
     rng = np.random.default_rng(2)
     words = synth.random_words(rng, 4, False)
     audio = synth.render(", ".join(words), synth.Voice("en", "f2", 160, 50))
@@ -137,24 +126,21 @@ def test_sentences_rendered_in_one_piece_get_no_word_targets(train, hop):
     spans = [(len(lead), len(audio) - len(lead))]
     pairs, counts, unit = _windows(audio, [], hop)
     text = " ".join(words)
-    assert (
-        train.alignment_targets(0, text, spans, pairs, counts, 4, 100, len(text) + 1, token_samples=unit)
-        == []
-    )
-    labels = np.array(train.token_word_labels(text, spans, pairs, counts, token_samples=unit))
+    assert alignment_targets(0, text, spans, pairs, counts, 4, 100, len(text) + 1, token_samples=unit) == []
+    labels = np.array(token_word_labels(text, spans, pairs, counts, token_samples=unit))
     lead_tokens = len(lead) // unit
     assert (labels[: lead_tokens - 1] == 0).all()  # the lead-in and the tail are silence
     assert (labels[lead_tokens + 1 : -lead_tokens - 1] == -100).all()  # the speech: no word label
     assert (labels[-lead_tokens + 1 :] == 0).all()
 
 
-def test_speed_perturbation_moves_the_word_spans_with_the_audio(train):
+def test_speed_perturbation_moves_the_word_spans_with_the_audio():
     rng = np.random.default_rng(9)
     words = synth.random_words(rng, 5, False)
     u = synth.word_utterance(words, synth.Voice("en", "f1", 160, 50), rng, gap_s=(0.2, 0.3))
-    clip = train.Clip(u.audio, u.text, u.spans, False)
+    clip = Clip(u.audio, u.text, u.spans, False)
     for factor in (0.9, 1.1):
-        fast = train.perturb_speed(clip, factor)
+        fast = perturb_speed(clip, factor)
         assert abs(len(fast.audio) - len(u.audio) / factor) < 0.01 * len(u.audio)
         assert len(fast.spans) == len(u.spans) and fast.text == u.text
         level = np.sqrt(np.mean(fast.audio**2))
@@ -166,7 +152,7 @@ def test_speed_perturbation_moves_the_word_spans_with_the_audio(train):
 
 
 @pytest.mark.parametrize(("bucket", "hop"), [(0, 160), (6, 160), (6, 240)])
-def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucket, hop):
+def test_training_batches_give_every_loss_one_label_per_audio_token(bucket, hop):
     """A real training step's batch through the real model: every window's audio tokens fill the
     prompt's placeholders, each gets a word label, unpadded windows are encoded per bucket, and
     running the LM on length groups gives the losses of one padded batch; at the real model's
@@ -175,15 +161,15 @@ def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucke
     from torch import nn
 
     rng = np.random.default_rng(3)
-    bank = train.render_bank(rng, 2, 1, 4)
+    bank = render_bank(rng, 2, 1, 4)
     tok = build_char_tokenizer()
-    proc = build_processor(tok, chunk_length=train.CHUNK_S, hop_length=hop)
-    model = train.build_tiny_model(tok, seed=0, **train.SIZES)
+    proc = build_processor(tok, chunk_length=CHUNK_S, hop_length=hop)
+    model = build_tiny_model(tok, seed=0, **SIZES)
     model.model.language_model.set_attn_implementation("eager")
-    batcher = train.Batcher(proc, train.Synthesizer(bank, rng, 0.3, 0.1, 0.5), rng, bucket)
-    assert batcher.unit == 8 * hop and batcher.win == train.CHUNK_S * synth.SAMPLE_RATE
-    ctc_head = nn.Linear(train.SIZES["audio_hidden"], len(tok) + 1)
-    word_head = nn.Linear(train.SIZES["text_hidden"], len(train.WORD_CLASSES))
+    batcher = Batcher(proc, Synthesizer(bank, rng, 0.3, 0.1, 0.5), rng, bucket)
+    assert batcher.unit == 8 * hop and batcher.win == CHUNK_S * synth.SAMPLE_RATE
+    ctc_head = nn.Linear(SIZES["audio_hidden"], len(tok) + 1)
+    word_head = nn.Linear(SIZES["text_hidden"], len(WORD_CLASSES))
     seen_unpadded = False
     for _ in range(8):
         b = batcher.batch(6)
@@ -203,7 +189,7 @@ def test_training_batches_give_every_loss_one_label_per_audio_token(train, bucke
         for groups in (1, 3):
             torch.manual_seed(0)  # the same corrupted characters
             per_groups.append(
-                train.forward_losses(model, ctc_head, b, len(tok), 0.2, [(1, 0), (2, 0)], word_head, groups)
+                forward_losses(model, ctc_head, b, len(tok), 0.2, [(1, 0), (2, 0)], word_head, groups)
             )
         losses, grouped = per_groups
         assert all(torch.isfinite(x) and x > 0 for x in losses), losses
@@ -245,14 +231,14 @@ def test_wide_random_speakers_vary_voice_quality_and_keep_the_narrow_draws():
     assert ratios[1] > 4 * ratios[0]
 
 
-def test_weight_average_is_the_mean_of_the_weights_from_its_start_step(train):
+def test_weight_average_is_the_mean_of_the_weights_from_its_start_step():
     """``--average-from``: the saved weights are the mean over the steps from the start on."""
     import torch
 
     tok = build_char_tokenizer()
-    model = train.build_tiny_model(tok, seed=0, **train.SIZES)
+    model = build_tiny_model(tok, seed=0, **SIZES)
     first = next(model.parameters())
-    average = train.WeightAverage(model, start=2)
+    average = WeightAverage(model, start=2)
     seen = []
     for step in range(5):
         with torch.no_grad():
@@ -296,7 +282,7 @@ def test_fast_noise_has_the_length_level_and_colour_of_the_exact_noise(kind):
     assert abs(slope(fast) - expected) < 0.7
 
 
-def test_float32_encoder_attention_matches_the_default_and_is_not_saved(train, tmp_path):
+def test_float32_encoder_attention_matches_the_default_and_is_not_saved(tmp_path):
     """Training runs the encoder's attention in float32 under bfloat16 autocast: the encoder's
     output stays that of the default attention (to bfloat16 precision), and a checkpoint saved
     from the model loads with the default implementation."""
@@ -304,11 +290,11 @@ def test_float32_encoder_attention_matches_the_default_and_is_not_saved(train, t
     from transformers import GlmAsrForConditionalGeneration
 
     tok = build_char_tokenizer()
-    model = train.build_tiny_model(tok, seed=0, **train.SIZES).eval()
+    model = build_tiny_model(tok, seed=0, **SIZES).eval()
     features = torch.randn(3, 128, 600)
     with torch.no_grad():
         reference = model.model.audio_tower(features).last_hidden_state
-        train.use_float32_encoder_attention(model)
+        use_float32_encoder_attention(model)
         assert model.model.audio_tower.config._attn_implementation == "sdpa_fp32"
         same = model.model.audio_tower(features).last_hidden_state
         with torch.autocast("cpu", dtype=torch.bfloat16):
