@@ -80,9 +80,10 @@ class PipelineSettings:
         return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
-def default_config_path() -> Path:
+def default_config_path(name: str = "config.toml") -> Path:
+    """``$XDG_CONFIG_HOME/glmasr-live/NAME``: the live command's ``config.toml``, serve's ``serve.toml``."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "glmasr-live" / "config.toml"
+    return Path(base) / "glmasr-live" / name
 
 
 def load_config_file(path: Path | None, required: bool) -> dict[str, Any]:

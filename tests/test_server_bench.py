@@ -49,3 +49,40 @@ def test_network_bench_refuses_bad_room_and_viewer_counts(capsys):
     assert "--viewers -1" in capsys.readouterr().err
     assert main(["bench-streams", "--network", "--streams-per-room", "0"]) != 0
     assert "--streams-per-room 0" in capsys.readouterr().err
+
+
+def test_bus_bench_measures_one_replica_and_the_other_replica_in_one_run(tmp_path):
+    import shutil
+
+    import pytest
+
+    pytest.importorskip("redis")
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (apt-get install redis-server)")
+    out = tmp_path / "bus.json"
+    # --bus local starts a private redis-server; --bus implies --network (the one-replica rows).
+    cmd = [sys.executable, "-m", "glmasr_live", "bench-streams", "--bus", "local", "--streams", "1",
+           "--seconds", "4", "--viewers", "1", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "share rooms through local redis-server" in proc.stdout and "p95 one" in proc.stdout
+    data = json.loads(out.read_text())
+    rows = {r["scheduling"]: r for r in data["results"]}
+    assert set(rows) == {"batched", "network", "bus"}
+    one, bus = rows["network"], rows["bus"]
+    assert bus["finals"] == one["finals"] >= 1 and bus["final_p95"] > 0
+    for where in ("same_replica", "other_replica"):  # one viewer on each replica, every final
+        assert bus["extra"][where]["viewer_finals_lost"] == 0 and bus["extra"][where]["viewer_final_p95"] > 0
+    x = bus["extra"]["vs_one_replica"]
+    assert x["one_p95"] == one["extra"]["viewer_final_p95"] and x["other_p95"] > 0
+    assert x["other_x_p95"] == round(x["other_p95"] / x["one_p95"], 2)
+    assert data["meta"]["bus"]["ratios"][0]["streams"] == 1 and "redis://" not in data["meta"]["bus"]["redis"]
+    assert data["meta"]["largest_n_held"].keys() == {"batched", "network", "bus"}
+
+
+def test_bus_bench_refuses_a_bus_that_is_not_redis(capsys):
+    from glmasr_live.cli import main
+
+    assert main(["bench-streams", "--bus", "http://:s3cret@example.org/0"]) == 2
+    err = capsys.readouterr().err
+    assert "--bus: give a redis://" in err and "s3cret" not in err

@@ -1,4 +1,11 @@
-"""``glmasr-live serve``: one model, many streams over the network (see docs/server.md)."""
+"""``glmasr-live serve``: one model, many streams over the network (see docs/server.md).
+
+Every option can also come from a TOML file (``--config FILE``, else
+``$XDG_CONFIG_HOME/glmasr-live/serve.toml`` when it exists), keyed by the long flag names with
+dashes or underscores: ``bus = "redis://redis.internal:6379/0"``, ``max-streams = 8``. Flags
+win over the file. The file is serve's own: the live command's ``config.toml`` holds options
+(``input``, ``no-tui``) that a server does not have.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,8 @@ from glmasr_live.errors import ConfigError
 from glmasr_live.server.settings import ServerSettings
 
 _D = ServerSettings()
+CONFIG_FILE = "serve.toml"
+SECRET = frozenset({"bus", "publish_token", "view_token"})  # never echoed in an error line
 
 
 def register(sub: Any) -> None:
@@ -18,8 +27,15 @@ def register(sub: Any) -> None:
         "serve",
         help="caption server: audio in over websockets, rooms, browser microphone, OpenAI/vLLM APIs",
         description="One process, one loaded model, many live streams. Binds 127.0.0.1:8765 by "
-        "default; any other address requires tokens (generated and printed when not given).",
+        "default; any other address requires tokens (generated and printed when not given). "
+        f"Options may also come from a TOML file (--config, default ~/.config/glmasr-live/{CONFIG_FILE}).",
     )
+    _add_arguments(p)
+    _defer_defaults(p)
+    p.set_defaults(func=run)
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_streaming_args(p)
     g = p.add_argument_group("server")
@@ -45,7 +61,70 @@ def register(sub: Any) -> None:
                    "REDIS_PASSWORD); without it this process serves its rooms alone")  # fmt: skip
     g.add_argument("--certfile", type=Path, default=None, help="TLS certificate (serve https/wss)")
     g.add_argument("--keyfile", type=Path, default=None, help="TLS private key for --certfile")
-    p.set_defaults(func=run)
+    g.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help=f"TOML file of these options, keys as the long flag names (default: "
+                   f"~/.config/glmasr-live/{CONFIG_FILE} when it exists); flags win over it")  # fmt: skip
+
+
+def _defer_defaults(p: argparse.ArgumentParser) -> None:
+    """Every option defaults to None on the command line, so that an absent flag can fall back
+    to the config file (``resolve``); the help still names the real default."""
+    for action in p._actions:  # argparse offers no public walk over a parser's options
+        if action.option_strings and action.dest not in ("help", "config"):
+            if action.help and "%(default)s" in action.help:
+                action.help = action.help.replace("%(default)s", str(action.default))
+            action.default = None
+
+
+def _reference() -> dict[str, argparse.Action]:
+    """serve's options with their real defaults, types and choices: a parser built the same way."""
+    p = argparse.ArgumentParser(add_help=False)
+    _add_arguments(p)
+    return {a.dest: a for a in p._actions if a.dest != "config"}
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Flag > config file > default, for every serve option."""
+    from glmasr_live.config import default_config_path, load_config_file
+
+    path = args.config or default_config_path(CONFIG_FILE)
+    conf = load_config_file(path, required=args.config is not None)
+    options = _reference()
+    unknown = sorted(set(conf) - set(options))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s): {', '.join(unknown)}")
+    values = vars(args).copy()
+    for dest, action in options.items():
+        if values.get(dest) is None:  # not given as a flag
+            values[dest] = _from_file(path, dest, conf[dest], action) if dest in conf else action.default
+    return argparse.Namespace(**values)
+
+
+def _from_file(path: Path, dest: str, value: Any, action: argparse.Action) -> Any:
+    """A config file's value, checked as the flag's own text would be (ConfigError if bad)."""
+    from glmasr_live.option_table import OPTIONS
+
+    try:
+        if dest in OPTIONS:
+            return OPTIONS[dest].check(value)  # the table's one check, as for the flag
+        if isinstance(action.default, list):  # a repeatable flag: a list, or one value
+            return [_scalar(action, v) for v in (value if isinstance(value, list) else [value])]
+        return _scalar(action, value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+        shown = "..." if dest in SECRET else repr(value)
+        raise ConfigError(f"config file {path}: {dest.replace('_', '-')} = {shown}: {exc}") from None
+
+
+def _scalar(action: argparse.Action, value: Any) -> Any:
+    if isinstance(value, (bool, list, dict)) or (action.type is None and not isinstance(value, str)):
+        raise TypeError("expected " + ("a string" if action.type is None else "a single value"))
+    try:
+        converted = value if action.type is None else action.type(str(value))  # type: ignore[operator]
+    except ValueError:  # int, float, Path: their own messages name no option
+        raise ValueError(f"expected {getattr(action.type, '__name__', 'another value')}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
+    return converted
 
 
 def server_settings(args: argparse.Namespace) -> ServerSettings:
@@ -59,11 +138,12 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         host=host, port=port, publish_token=args.publish_token, view_token=args.view_token,
         allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
         transcripts_dir=args.transcripts, max_streams=args.max_streams,
-        max_streams_per_room=args.max_streams_per_room, idle_s=args.idle, bus=_bus_url(args.bus),
+        max_streams_per_room=args.max_streams_per_room, idle_s=args.idle, bus=bus_url(args.bus),
     )  # fmt: skip
 
 
-def _bus_url(url: str | None) -> str | None:
+def bus_url(url: str | None) -> str | None:
+    """``--bus`` checked (serve, bench-streams): a Redis URL, the redis package importable."""
     if url is None:
         return None
     if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -99,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
     from glmasr_live.server.rooms import Rooms  # noqa: F401 - fail fast on a broken install
     from glmasr_live.streams import Captioner
 
+    args = resolve(args)
     settings = server_settings(args)
     ssl_context = _ssl(args)
     try:

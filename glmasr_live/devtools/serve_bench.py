@@ -66,6 +66,7 @@ class NetworkPlan:
 class _Client:
     room: str
     rec: Recording | None = None  # a speaker's recording; None for a viewer
+    base: str = ""  # a viewer's server, when not the speakers' (another replica: the bus bench)
     ws: Any = None
     stream_id: str = ""
     hello_t: float = 0.0
@@ -97,12 +98,13 @@ class BenchCaptioner(Captioner):
 class BenchServer:
     """The real server in a thread with its own event loop (``with BenchServer(...) as srv``)."""
 
-    def __init__(self, captioner: Any, transcripts: Path, max_streams: int, per_room: int) -> None:
+    def __init__(self, captioner: Any, transcripts: Path, max_streams: int, per_room: int,
+                 bus: str | None = None) -> None:  # fmt: skip
         from glmasr_live.server.settings import ServerSettings
 
         self.settings = ServerSettings(
             host="127.0.0.1", port=0, transcripts_dir=transcripts, max_streams=max(64, max_streams),
-            max_streams_per_room=max(16, per_room), max_rooms=max(256, max_streams),
+            max_streams_per_room=max(16, per_room), max_rooms=max(256, max_streams), bus=bus,
         )  # fmt: skip
         self.captioner = captioner
         self.ctx: Any = None
@@ -175,14 +177,17 @@ class _Counters:
 
 
 def run_network(server: BenchServer, recs: list[Recording], interval_s: float, plan: NetworkPlan,
-                engine: Any, tag: str) -> RunRow:  # fmt: skip
-    """Replay ``recs`` through ``server`` in real time from client sockets; measure at the clients."""
+                engine: Any, tag: str, viewer_bases: list[str] | None = None) -> RunRow:  # fmt: skip
+    """Replay ``recs`` through ``server`` in real time from client sockets; measure at the clients.
+    ``viewer_bases``: ``plan.viewers`` per room on each of these servers (replicas sharing the
+    rooms), with figures per server in ``extra["viewers_at"]``; default: on ``server``."""
     from glmasr_live.asr.rounds import slot_store
 
     cap = server.captioner
     speakers = [_Client(f"{tag}-r{k // plan.per_room}", rec) for k, rec in enumerate(recs)]
     rooms = sorted({s.room for s in speakers})
-    viewers = [_Client(room) for room in rooms for _ in range(plan.viewers)]
+    bases = viewer_bases or [server.base]
+    viewers = [_Client(room, base=b) for room in rooms for b in bases for _ in range(plan.viewers)]
     before = _Counters.take(server)
     out: dict[str, Any] = {}
     thread = threading.Thread(
@@ -211,6 +216,10 @@ def run_network(server: BenchServer, recs: list[Recording], interval_s: float, p
         "process_cpu_per_audio_s": (now.process_cpu - before.process_cpu) / audio_s,
     }
     row.extra = _network_extra(speakers, viewers, plan, rooms, audio_s, cpu)
+    if viewer_bases:
+        row.extra["viewers_at"] = {
+            b: _viewer_figures(speakers, [v for v in viewers if v.base == b]) for b in bases
+        }
     return row
 
 
@@ -240,7 +249,7 @@ async def _drive(base: str, speakers: list[_Client], viewers: list[_Client], pla
         if sp.offset < 0:  # else estimated: see the module docstring
             sp.offset = sp.hello_t - first.setdefault(sp.room, sp.hello_t)
     for v in viewers:
-        v.ws = await websockets.connect(f"{base}/v1/rooms/{v.room}/captions", max_size=None)
+        v.ws = await websockets.connect(f"{v.base or base}/v1/rooms/{v.room}/captions", max_size=None)
         await v.ws.recv()  # the room's hello (no finals yet)
     readers = [asyncio.create_task(_read(c)) for c in speakers]
     watchers = [asyncio.create_task(_read(c)) for c in viewers]

@@ -55,9 +55,16 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({
         "status": "stopping" if ctx.stopping.is_set() else "ok", "v": SCHEMA_VERSION,
         "streams": ctx.stream_count(), "rooms": len(ctx.rooms.all), "viewers": len(ctx.viewers),
-        "model": getattr(ctx.captioner.engine, "model_name", ""),
+        "model": getattr(ctx.captioner.engine, "model_name", ""), "lag": _lag(ctx),
         "bus": ctx.bus.state if ctx.bus is not None else "off",
     })  # fmt: skip
+
+
+def _lag(ctx: ServerContext) -> float:
+    """Seconds the most lagging open stream's captions trail its audio (as of its last step; 0
+    with none): a replica whose model no longer keeps up shows it here before viewers complain."""
+    lags = [s.stream.stats.lag_s for s in list(ctx.sessions) if s.stream is not None]
+    return round(max(lags, default=0.0), 3)
 
 
 async def serve(ctx: ServerContext, ready: Callable[[ServerContext], None] | None = None,
@@ -74,6 +81,8 @@ async def serve(ctx: ServerContext, ready: Callable[[ServerContext], None] | Non
             f"cannot listen on {ctx.settings.host}:{ctx.settings.port}: {exc.strerror or exc}"
         ) from exc
     ctx.port = int(runner.addresses[0][1])
+    if ctx.bus is not None:
+        ctx.bus.start()
     ctx.access.check.port = ctx.port
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -107,5 +116,9 @@ def announce(ctx: ServerContext, out: Any = None) -> None:
     if ctx.access.generated:
         tokens = f"publish={ctx.access.publish_token} view={ctx.access.view_token}"
         print(f"  generated tokens: {tokens}", file=out)
+    if s.bus:
+        from glmasr_live.server.bus import redacted
+
+        print(f"  room bus:        {redacted(s.bus)} (rooms shared with other replicas)", file=out)
     print(f"  audio in:        ws://{host}:{ctx.port}/v1/ingest?room=default&name=Bob{pub}", file=out)
     out.flush()

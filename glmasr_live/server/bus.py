@@ -141,11 +141,16 @@ class Bus:
 
     # -- rooms ------------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the reader now, so ``state`` (and ``/healthz``) tells whether Redis answers
+        even before the replica has a room open."""
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
     def link(self, room: Room) -> RoomLink:
         link = RoomLink(self, room)
         self.links[room.name] = link
-        if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read())
+        self.start()
         self._wake.set()
         return link
 
@@ -163,8 +168,11 @@ class Bus:
                     if not link.ready.is_set():
                         await link.attach()
                 streams = {lk.keys["events"]: lk.last_id for lk in self.links.values() if lk.ready.is_set()}
-                if not streams:
+                if not streams:  # no room to read: still see whether Redis answers
                     self._wake.clear()
+                    await self.redis.ping()
+                    self.came_up()
+                    delay = BACKOFF[0]
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), BLOCK_MS / 1000)
                     continue

@@ -3,16 +3,18 @@
 The feed sends a ``hello`` with the room's recent finals (a late joiner has context), then
 every partial and final of every speaker in the room. Viewers only read; what they send is
 ignored. A viewer that cannot read a room gets 403 whether or not the room exists, so names
-of rooms are never revealed to someone who may not read them.
+of rooms are never revealed to someone who may not read them. With a bus, a transcript is
+served once this replica's journal of the room has caught up from Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiohttp import WSMsgType, web
 
-from glmasr_live.server.context import CTX
+from glmasr_live.server.context import CTX, ServerContext
 from glmasr_live.server.rooms import TRANSCRIPT_FORMATS, Outbox, RoomFull, valid_room
 
 CONTENT_TYPES = {
@@ -71,6 +73,8 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     fmt = "." + request.match_info.get("fmt", "")
     if name is None or fmt not in TRANSCRIPT_FORMATS:
         return ctx.text(404, "no such transcript")
+    if ctx.bus is not None:
+        await _caught_up(ctx, name)
     path = ctx.rooms.transcript_path(name, fmt)
     try:
         body = path.read_bytes()
@@ -86,3 +90,21 @@ async def transcript(request: web.Request) -> web.StreamResponse:
             "Cache-Control": "no-store",
         },
     )
+
+
+async def _caught_up(ctx: ServerContext, name: str) -> None:
+    """With a bus, this replica's copy of a room's transcript may be behind (it was down, or has
+    not had the room open since): opening the room catches its journal up from Redis; wait
+    (bounded) for those writes. Redis away or the server full: what is on disk is served."""
+    try:
+        room = await ctx.join(name)
+    except RoomFull:
+        return
+    room.joining += 1  # held open while its journal catches up
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(room.journal.flushed()), ctx.settings.close_timeout_s)
+    except TimeoutError:
+        pass
+    finally:
+        room.joining -= 1
+        ctx.rooms.release(room)

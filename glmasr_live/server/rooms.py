@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_ROOM = "default"
 TRANSCRIPT_FORMATS = (".jsonl", ".srt", ".vtt", ".txt")
+Written = concurrent.futures.Future[None]
 
 
 def valid_room(name: str) -> bool:
@@ -112,7 +113,8 @@ class RoomJournal:
         directory.mkdir(parents=True, exist_ok=True)
         self.paths = [directory / f"{room}{fmt}" for fmt in TRANSCRIPT_FORMATS]
         self.writer = transcripts.TranscriptWriter(self.paths, order_by_start=True)
-        self._q: queue.Queue[tuple[CaptionEvent, concurrent.futures.Future[None]] | None] = queue.Queue()
+        # (a final, or None: flushed()'s marker; its future), or None: stop
+        self._q: queue.Queue[tuple[CaptionEvent | None, Written] | None] = queue.Queue()
         self.error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name=f"room-journal-{room}", daemon=True)
         self._thread.start()
@@ -125,9 +127,18 @@ class RoomJournal:
         self._q.put((event, done))
         return done
 
+    def flushed(self) -> concurrent.futures.Future[None]:
+        """Completes once every final appended before this call is written (writes go in order)."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._q.put((None, done))
+        return done
+
     def _run(self) -> None:
         while (item := self._q.get()) is not None:
             event, done = item
+            if event is None:  # flushed()'s marker
+                done.set_result(None)
+                continue
             try:
                 self.writer.append(event)
                 done.set_result(None)
