@@ -25,6 +25,17 @@ _FFT_SIZE = 512
 _BAND_EDGES_HZ = (100, 250, 400, 550, 700, 900, 1100, 1400, 1700, 2000, 2500, 3000, 3600, 4300, 5000,
                   6000, 7000, 7900)  # fmt: skip
 _MAX_BAND_SNR_DB = 40.0  # one very loud band must not outvote all the others
+# Whisper-like frames (the route around the learned test, see _whisper_like): noise-excited but
+# shaped by formants. Measured on the benchmark's whispers vs moving non-speech (docs/segmenter.md).
+_FLAT_BINS = slice(4, 200)  # 125-6250 Hz: where a whisper's formants and fricatives are
+_FLAT_RANGE = (0.02, 0.3)  # whispers 0.03-0.27; tonal music, dishes < 0.01; wind, typing > 0.3
+_MIN_CONTRAST_DB = 4.0  # std over bands of the SNR: formants vs a gust's even rise (~2 dB)
+_MAX_IMPULSE = 3.0  # loudest 5 ms over the frame's mean: key clicks ~3.5, whispers ~1.5
+# A whisper's level rises and falls from frame to frame (syllables; half its whisper-like frames
+# rise); the whisper-like frames of a drum groove only decay (snare and bass ringing out: -2 to
+# -0.2 dB per frame). So a window of whisper-like frames must hold at least one that rose this much.
+_RISE_DB = 1.0
+_MIN_RISES = 2
 _ABS_FLOOR_DBFS = -100.0  # ~16-bit quantisation noise: finer detail than int16 is not evidence
 DIGITAL_SILENCE_DB = -200.0  # the level the analyser gives an all-zero frame
 log = logging.getLogger(__name__)
@@ -44,6 +55,18 @@ def _learned_model(s: SegmenterSettings) -> speechprob.SpeechProb | None:
         )
         _warned = True
     return None
+
+
+def _whisper_like(frame: np.ndarray, spectrum: np.ndarray, band_snr: np.ndarray) -> bool:
+    """Noise-like but formant-shaped and steady within the frame: what a whisper is and what
+    tonal music (too peaky), gusts and fans (an even rise over every band), typing and door
+    rattles (too flat, or the energy in one 5 ms burst) are not."""
+    power = spectrum.real[_FLAT_BINS] ** 2 + spectrum.imag[_FLAT_BINS] ** 2 + 1e-30
+    flatness = math.exp(float(np.mean(np.log(power)))) / float(np.mean(power))
+    if not _FLAT_RANGE[0] <= flatness <= _FLAT_RANGE[1] or float(np.std(band_snr)) < _MIN_CONTRAST_DB:
+        return False
+    sub = np.einsum("ij,ij->i", parts := frame.reshape(6, -1), parts)
+    return float(sub.max()) <= _MAX_IMPULSE * float(sub.mean()) + 1e-30
 
 
 class FrameAnalyser:
@@ -77,6 +100,9 @@ class FrameAnalyser:
         self._probs: deque[float] = deque(
             maxlen=max(1, round(s.learned_memory_s * SAMPLE_RATE / speechprob.CHUNK))
         )
+        self._whispers: deque[bool] = deque(maxlen=s.frames(s.whisper_window_s))
+        self._rises: deque[bool] = deque(maxlen=s.frames(s.whisper_window_s))
+        self._last_level = DIGITAL_SILENCE_DB
         self.floor = self._abs_floor.copy()
         self.speech_level_db = -200.0  # none heard yet: the gain follows the floor meanwhile
         self.gain_db = 0.0
@@ -87,6 +113,8 @@ class FrameAnalyser:
         if self._learned is not None:
             self._learned.reset()
             self._probs.clear()
+        self._whispers.clear()
+        self._rises.clear()
 
     @property
     def learned_prob(self) -> float | None:
@@ -97,9 +125,14 @@ class FrameAnalyser:
 
     @property
     def learned_ok(self) -> bool:
-        """Whether the learned model (when in use) heard speech within its memory."""
+        """Whether the learned model (when in use) heard speech within its memory, or, where it
+        is deaf (whispers), the frames of the last ``whisper_window_s`` were mostly whisper-like."""
         prob = self.learned_prob
-        return prob is None or prob >= self._s.learned_threshold
+        if prob is None or prob >= self._s.learned_threshold:
+            return True
+        # A share of the whole window, not of the frames seen: a gap's restart opens nothing.
+        need = self._s.whisper_share * self._s.frames(self._s.whisper_window_s)
+        return self._s.whisper_route and sum(self._whispers) >= need and sum(self._rises) >= _MIN_RISES
 
     def _listen(self, gained: np.ndarray) -> None:
         if self._learned is not None:
@@ -131,8 +164,14 @@ class FrameAnalyser:
         snr = 10 * np.log10(np.maximum(both, 1e-30) / self.floor)
         snr_db = float(np.mean(np.clip(snr, 0.0, _MAX_BAND_SNR_DB)))
         level_db = self.band_db(power)
-        if snr_db >= self._s.snr_threshold_db:
+        over = snr_db >= self._s.snr_threshold_db
+        if over:
             self._track_speech_level(level_db)
+        if self._learned is not None:
+            whisper = over and _whisper_like(frame, spectrum, np.clip(snr, 0.0, _MAX_BAND_SNR_DB))
+            self._whispers.append(whisper)
+            self._rises.append(whisper and level_db >= self._last_level + _RISE_DB)
+        self._last_level = level_db
         self._update_gain()
         return snr_db, level_db, self._vote(frame)
 

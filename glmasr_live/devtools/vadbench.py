@@ -349,29 +349,29 @@ def _report(
 def format_table(result: dict) -> str:
     """The result as a plain-text table: 'caught% / fa%' per method, rows by level and kind."""
     methods = list(result["summary"])
-    head = f"{'level':>6} {'kind (utts)':<13}" + "".join(f"{m:>17}" for m in methods)
+    head = f"{'level':>6} {'kind (utts)':<13}" + "".join(f"{m:>19}" for m in methods)
     lines = ["caught whole % / false alarms in pauses %", head, "-" * len(head)]
     by_cell: dict[tuple[float, str], dict[str, dict]] = {}
     for r in result["rows"]:
         by_cell.setdefault((r["level"], r["kind"]), {})[r["method"]] = r
     for (level, kind), cell in by_cell.items():
         n = next(iter(cell.values()))["utterances"]
-        vals = "".join(f"{100 * cell[m]['caught']:>8.1f} /{100 * cell[m]['fa']:>6.2f}" for m in methods)
+        vals = "".join(f"{100 * cell[m]['caught']:>10.1f} /{100 * cell[m]['fa']:>6.2f}" for m in methods)
         lines.append(f"{level:>6.0f} {kind + f' ({n})':<13}{vals}")
     lines.append("-" * len(head))
     s = result["summary"]
     lines.append(
         f"{'worst level caught %':<20}"
-        + "".join(f"{100 * s[m]['caught_worst_level']:>17.1f}" for m in methods)
+        + "".join(f"{100 * s[m]['caught_worst_level']:>19.1f}" for m in methods)
     )
-    lines.append(f"{'all fa %':<20}" + "".join(f"{100 * s[m]['fa']:>17.2f}" for m in methods))
+    lines.append(f"{'all fa %':<20}" + "".join(f"{100 * s[m]['fa']:>19.2f}" for m in methods))
     lines.append(
-        f"{'words clipped %':<20}" + "".join(f"{100 * s[m]['words_clipped']:>17.2f}" for m in methods)
+        f"{'words clipped %':<20}" + "".join(f"{100 * s[m]['words_clipped']:>19.2f}" for m in methods)
     )
-    lines.append(f"{'noise-only fa %':<20}" + "".join(f"{100 * s[m]['noise_fa']:>17.2f}" for m in methods))
-    lines.append(f"{'x real time':<20}" + "".join(f"{s[m]['x_real_time']:>17.0f}" for m in methods))
+    lines.append(f"{'noise-only fa %':<20}" + "".join(f"{100 * s[m]['noise_fa']:>19.2f}" for m in methods))
+    lines.append(f"{'x real time':<20}" + "".join(f"{s[m]['x_real_time']:>19.0f}" for m in methods))
     lines.append(
-        f"{'targets met':<20}" + "".join(f"{'yes' if s[m]['targets_met'] else 'no':>17}" for m in methods)
+        f"{'targets met':<20}" + "".join(f"{'yes' if s[m]['targets_met'] else 'no':>19}" for m in methods)
     )
     return "\n".join(lines)
 
