@@ -34,6 +34,7 @@ class PipelineSettings:
         encoder_padding, agreement, interval_s: the streaming decoder (see StreamingSettings).
         vad_sensitivity: 0 (strict) .. 1 (catch everything), see SegmenterSettings.
         vad_model: ``none`` or ``silero`` (the segmenter's learned test, ``--vad-model``).
+        caption_gate: ``on`` or ``off`` (``--caption-gate``, see ``gate.py``).
         endpoint_s: a clearly silent pause this long ends an utterance (its final comes at
             once); 0 waits for the segmenter's full hangover. See SegmenterSettings.
         context_s: closed audio the streaming decoder keeps in its prompt; 0 keeps the whole
@@ -60,6 +61,7 @@ class PipelineSettings:
     interval_s: float = INTERVAL_S
     vad_sensitivity: float = VAD_SENSITIVITY
     vad_model: str = "none"
+    caption_gate: str = OPTIONS["caption_gate"].default
     endpoint_s: float = ENDPOINT_S
     context_s: float = CONTEXT_S
     ws: str | None = "127.0.0.1:8765"

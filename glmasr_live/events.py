@@ -127,11 +127,14 @@ class SpeechEnd:
     """The segmenter closed an utterance at ``sample`` (exclusive, absolute 16 kHz index).
 
     ``forced`` is True when the utterance was split because it reached the maximum length.
+    ``sure``: whether the segmenter is sure it was speech (its learned second opinion, or
+    whisper-like frames); None when it cannot say (``SegmenterSettings.doubt``).
     """
 
     utterance: int
     sample: int
     forced: bool = False
+    sure: bool | None = field(default=None, compare=False)  # evidence about it, not its identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,7 @@ class Hypothesis:
     ``end_sample`` is the utterance-relative sample the hypothesis covers up to. ``committed``
     and ``tentative`` are the utterance's text; ``ids`` and ``committed_ids`` are the tokens of
     the prompt's answer, which covers the audio from ``context_start`` on (the text before it
-    was retired from the prompt).
+    was retired from the prompt). ``logprob`` is the model's own confidence in the answer.
     """
 
     committed: str
@@ -168,6 +171,8 @@ class Hypothesis:
     committed_ids: tuple[int, ...] = ()
     context_start: int = 0
     forced: int = 0  # how many of ``ids`` were forced (committed before the step)
+    # Mean log-probability per answer token, its end included (None: no tokens, or not known).
+    logprob: float | None = None
 
 
 def fallback_final(last: Hypothesis | None, end_sample: int) -> Hypothesis:

@@ -29,6 +29,7 @@ CONTEXT_S = 10.0
 CONTEXT_MAX_S = 3600.0
 ENCODER_PADDINGS = ("full", "none")
 VAD_MODELS = ("none", "silero")
+SWITCH = ("on", "off")
 
 
 def _float_in(
@@ -107,6 +108,12 @@ OPTIONS: dict[str, Option] = {
             "none: the segmenter's own tests; silero: also silero-vad's model (needs the vad extra) "
             "against music, typing and other moving sound; costs some whispered speech (docs/segmenter.md)",
             choices=VAD_MODELS,
+        ),
+        Option(
+            "caption_gate", "on", _choice(SWITCH),
+            "on: hide a hypothesis when the segmenter doubts the sound is speech and the model "
+            "doubts its words (music, typing; docs/segmenter.md); off: show every hypothesis",
+            choices=SWITCH,
         ),
         Option(
             "endpoint", ENDPOINT_S, _float_in(0.0, HANGOVER_S, " (the hangover)"),

@@ -183,7 +183,9 @@ class LivePipeline:
         policy = StreamPolicy(
             builder,
             PolicySettings(interval_s=s.interval_s, max_lag_s=s.max_lag_s, live=not lossless),
-            SegmenterSettings.from_sensitivity(s.vad_sensitivity, s.endpoint_s, s.vad_model),
+            SegmenterSettings.from_sensitivity(
+                s.vad_sensitivity, s.endpoint_s, s.vad_model, s.caption_gate == "on"
+            ),
         )
         ring = self.ring
         # A live source's clock is the audio captured; a source that waits for us (a file, a

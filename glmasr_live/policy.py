@@ -41,6 +41,7 @@ from glmasr_live.events import (
     fallback_final,
     join_text,
 )
+from glmasr_live.gate import GateSettings, GateVerdict, apply
 from glmasr_live.option_table import INTERVAL_S
 
 
@@ -109,6 +110,8 @@ class PolicySettings:
     behind_report_s: stream seconds between two ``behind`` status events.
     live: the audio arrives in real time, so falling behind it is reported; False for a
         source that waits for the stream (a file read as fast as it goes, a pipe).
+    gate: the caption gate's thresholds (``gate.py``; it acts only where the segmenter
+        doubts an utterance).
     """
 
     interval_s: float = INTERVAL_S
@@ -117,6 +120,7 @@ class PolicySettings:
     keep_s: float = 6.0
     behind_report_s: float = 10.0
     live: bool = True
+    gate: GateSettings = GateSettings()
 
 
 @dataclass
@@ -127,6 +131,7 @@ class _Utterance:
     fed: int = -1  # absolute sample up to which the decoder has this utterance's audio (-1: none)
     last: Hypothesis | None = None
     shown: bool = False  # a partial with text went out (its final must follow, even if empty)
+    sure: bool | None = None  # the segmenter's word on it at its end (SpeechEnd.sure)
 
 
 @dataclass
@@ -137,6 +142,8 @@ class PolicyStats:
     rtf: float = 0.0
     lag_s: float = 0.0
     max_lag_s: float = 0.0
+    gated_partials: int = 0  # hypotheses the caption gate hid (gate.py)
+    gated_finals: int = 0
 
 
 class _Audio:
@@ -192,6 +199,7 @@ class StreamPolicy:
         self._shed_reported = 0
         self._prev_upto = 0
         self.events: list[CaptionEvent] = []  # status events waiting to be collected
+        self.gate_log: deque[GateVerdict] = deque(maxlen=256)  # the latest, for the gate's bench
 
     @property
     def backlog_s(self) -> float:
@@ -256,7 +264,7 @@ class StreamPolicy:
                 self._utts.append(_Utterance(r.utterance, r.sample))
                 self._next_partial = min(self.position, r.sample + self._interval)
             elif self._utts and self._utts[-1].end is None:
-                self._utts[-1].end = r.sample
+                self._utts[-1].end, self._utts[-1].sure = r.sample, r.sure
 
     def _forget(self) -> None:
         keep = self.position - int(self.settings.keep_s * SAMPLE_RATE)
@@ -318,15 +326,18 @@ class StreamPolicy:
         """The result of ``work``; the caption events it makes (status events first)."""
         self._in_flight = None
         u = self._utts[0]
-        u.fed, u.last = work.upto, hyp
+        u.fed = work.upto
         self._count_shed(work, now)
         self._account(work, step_s, now)
         events = self.collect()
         lag = self.stats.lag_s
+        gated = self._gated(work, u, hyp)
+        hidden = gated is not hyp and work.kind != "final"  # a hidden partial: nothing goes out
+        hyp = u.last = gated  # a failed final falls back to what was shown, never to hidden text
         text = join_text(hyp.committed, hyp.tentative).strip()
         # A final with no text after no shown partial (the model heard no words: music, a
         # cough) is no caption; the utterance is still completed and its audio freed.
-        if text or u.shown or work.kind != "final":
+        if not hidden and (text or u.shown or work.kind != "final"):
             events.append(self.builder.caption(work.utterance, work.start, hyp, now, lag=lag))
             u.shown = u.shown or bool(text)
         if work.kind == "final":
@@ -335,6 +346,17 @@ class StreamPolicy:
         else:
             self._next_partial = max(work.upto + self._interval, int(now * SAMPLE_RATE))
         return events
+
+    def _gated(self, work: Work, u: _Utterance, hyp: Hypothesis) -> Hypothesis:
+        """``hyp``, or no text where the caption gate hides it (a final after a shown partial
+        still goes out, empty, so the partial is withdrawn)."""
+        sure = u.sure if u.end is not None else (self.segmenter.open_sure if self.segmenter else None)
+        hyp, hid = apply(hyp, sure, self.settings.gate, work.kind, work.start)
+        if hid is not None:
+            self.gate_log.append(hid)
+            self.stats.gated_finals += work.kind == "final"
+            self.stats.gated_partials += work.kind != "final"
+        return hyp
 
     def _count_shed(self, work: Work, now: float) -> None:
         """Partials the configured interval asked for while this step ran (the interval adapts:

@@ -80,6 +80,7 @@ def replay(
     settings: ReplaySettings | None = None,
     segmenter: SegmenterSettings | None = None,
     builder: CaptionBuilder | None = None,
+    policy: StreamPolicy | None = None,
 ) -> Iterator[CaptionEvent]:
     """Yield caption events for ``audio`` (16 kHz mono) as they would appear live: the stream
     policy and the scheduler of the live path, one stream, driven without threads."""
@@ -87,7 +88,8 @@ def replay(
 
     st = settings or ReplaySettings()
     clock = RealtimeClock() if st.realtime else SimulatedClock()
-    policy = StreamPolicy(builder, PolicySettings(interval_s=st.interval_s, partials=st.partials), segmenter)
+    if policy is None:  # a caller that reads the policy's counters afterwards brings its own
+        policy = StreamPolicy(builder, PolicySettings(interval_s=st.interval_s, partials=st.partials), segmenter)
     out: list[CaptionEvent] = []
     sched = Scheduler(lambda: decoder)
     stream = sched.open(policy, clock, out.extend)

@@ -13,6 +13,7 @@ BAD = {
     "agreement": "0",
     "vad_sensitivity": "1.5",
     "vad_model": "webrtc",
+    "caption_gate": "maybe",
     "endpoint": "0.7",
     "context": "-1",
 }
@@ -38,6 +39,7 @@ def test_settings_records_take_their_defaults_from_the_table():
     assert p.endpoint_s == seg.endpoint_s == OPTIONS["endpoint"].default
     assert p.vad_sensitivity == OPTIONS["vad_sensitivity"].default
     assert p.encoder_padding == OPTIONS["encoder_padding"].default
+    assert p.caption_gate == OPTIONS["caption_gate"].default and seg.doubt == (p.caption_gate == "on")
 
 
 def _live_values(argv, environ, tmp_path, toml=""):
@@ -57,7 +59,7 @@ def test_bad_value_refused_the_same_way_from_environment_and_config_file(name, t
     flag = OPTIONS[name].flag
     with pytest.raises(ConfigError, match=f"^{flag} ") as env_err:
         _live_values([], {f"GLMASR_LIVE_{name.upper()}": BAD[name]}, tmp_path)
-    value = BAD[name] if name in ("encoder_padding", "vad_model") else float(BAD[name])
+    value = BAD[name] if name in ("encoder_padding", "vad_model", "caption_gate") else float(BAD[name])
     toml = f"{name.replace('_', '-')} = {value!r}".replace("'", '"')
     with pytest.raises(ConfigError, match=f"^{flag} ") as conf_err:
         _live_values([], {}, tmp_path, toml)

@@ -34,6 +34,20 @@ class LmRow:
     scripted: Sequence[int] | None = None
 
 
+@dataclass
+class RowAnswer:
+    """What a round gave one row: the generated ids, and the log-probability of every answer
+    token under the round's context (the forced ones, the generated ones and the token that
+    ended the answer, end-of-text included), the model's own measure of how sure it is."""
+
+    ids: list[int]
+    logprobs: list[float]
+
+    @property
+    def mean_logprob(self) -> float | None:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+
 def slot_store(engine: Any) -> SlotStore:
     """The one store of an engine's model (created on first use)."""
     store = getattr(engine, "_slot_store", None)
@@ -81,8 +95,8 @@ def _causal(valid: torch.Tensor, first: int, n: int, dtype: torch.dtype) -> torc
 
 
 @torch.inference_mode()
-def lm_round(engine: Any, store: SlotStore, rows: list[LmRow]) -> list[list[int]]:
-    """Every row's generated ids, from one batched prefill and one batched greedy loop."""
+def lm_round(engine: Any, store: SlotStore, rows: list[LmRow]) -> list[RowAnswer]:
+    """Every row's answer, from one batched prefill and one batched greedy loop."""
     if not rows:
         return []
     lo = min(r.slot.index for r in rows)
@@ -115,12 +129,52 @@ def lm_round(engine: Any, store: SlotStore, rows: list[LmRow]) -> list[list[int]
     cache = store.view(lo, hi, write)
     lm = _lm(engine)
     mask = _causal(valid[:, : write + n_max], write, n_max, dtype)
-    hidden = run_lm(lm, embeds, cache, mask=mask, positions=positions)[:, -1]
+    states = run_lm(lm, embeds, cache, mask=mask, positions=positions)
+    forced = _forced_logprobs(engine, states, [by_index.get(s.index) for s in slots])
+    hidden = states[:, -1]
     next_pos = torch.tensor([s.length + n for s, n in zip(slots, lengths, strict=True)], device=dev)
     outs = _greedy(
         engine, lm, cache, hidden, valid, write + n_max, next_pos, [by_index.get(s.index) for s in slots]
     )
-    return [outs[r.slot.index - lo] for r in rows]
+    return [
+        RowAnswer(outs[r.slot.index - lo][0], forced[r.slot.index - lo] + outs[r.slot.index - lo][1])
+        for r in rows
+    ]
+
+
+def _choose(
+    engine: Any, hidden: torch.Tensor, rows: list[LmRow | None], outs: dict[int, list[int]], live: set[int]
+) -> tuple[list[int], list[float]]:
+    """Each row's next token (the argmax, or the script's) and its log-probability, read back
+    in one transfer."""
+    logp = torch.log_softmax(engine.model.lm_head(hidden).float(), -1)
+    chosen = logp.argmax(-1)
+    scripted = [
+        (i, int(r.scripted[len(outs[i])]))
+        for i in live
+        if (r := rows[i]) is not None and r.scripted is not None and len(outs[i]) < len(r.scripted)
+    ]
+    if scripted:
+        at = torch.tensor([i for i, _ in scripted], device=chosen.device)
+        chosen[at] = torch.tensor([t for _, t in scripted], device=chosen.device)
+    picked = logp.gather(-1, chosen[:, None])[:, 0]
+    return chosen.tolist(), picked.tolist()
+
+
+def _forced_logprobs(engine: Any, states: torch.Tensor, rows: list[LmRow | None]) -> list[list[float]]:
+    """Each row's log-probabilities of its forced tokens: the state before each forced token
+    (its prompt's last token, then each forced one) predicts it."""
+    k = max((len(r.forced) for r in rows if r is not None), default=0)
+    out: list[list[float]] = [[] for _ in rows]
+    if k == 0:
+        return out
+    logp = torch.log_softmax(engine.model.lm_head(states[:, -k - 1 : -1]).float(), -1)
+    for i, r in enumerate(rows):
+        if r is not None and r.forced:
+            n = len(r.forced)
+            ids = torch.tensor(list(r.forced), device=logp.device)
+            out[i] = logp[i, k - n :].gather(-1, ids[:, None])[:, 0].tolist()
+    return out
 
 
 def _greedy(
@@ -132,32 +186,34 @@ def _greedy(
     column: int,
     next_pos: torch.Tensor,
     rows: list[LmRow | None],
-) -> dict[int, list[int]]:
-    """Batched greedy decoding from the last hidden state of each row until all have stopped."""
+) -> dict[int, tuple[list[int], list[float]]]:
+    """Batched greedy decoding from the last hidden state of each row until all have stopped:
+    each row's ids and the log-probability of every token it chose (the ending one too)."""
     outs: dict[int, list[int]] = {i: [] for i, r in enumerate(rows) if r is not None}
+    logps: dict[int, list[float]] = {i: [] for i in outs}
     live = {i for i, r in enumerate(rows) if r is not None and r.budget > 0}
     guard = engine.guard if engine.settings.repetition_guard else None
     embed = engine.model.get_input_embeddings()
     j = 0
     while live:
-        toks = engine.model.lm_head(hidden).argmax(-1).tolist()
+        toks, chosen_logps = _choose(engine, hidden, rows, outs, live)
         for i in sorted(live):
             row = rows[i]
             assert row is not None
             out = outs[i]
             tok = int(toks[i])
-            if row.scripted is not None:
-                if len(out) >= len(row.scripted):  # the script is all said: the text ends
-                    live.discard(i)
-                    continue
-                tok = int(row.scripted[len(out)])
-            elif tok in engine.eos_ids:
+            if row.scripted is not None and len(out) >= len(row.scripted):
+                live.discard(i)  # the script is all said: the text ends
+                continue
+            logps[i].append(chosen_logps[i])
+            if row.scripted is None and tok in engine.eos_ids:
                 live.discard(i)
                 continue
             out.append(tok)
             loop = guard.loop_start([*row.forced, *out]) if guard is not None else None
             if loop is not None:
                 del out[max(0, loop - len(row.forced)) :]
+                del logps[i][len(out) :]
                 live.discard(i)
             elif len(out) >= row.budget:
                 live.discard(i)
@@ -168,4 +224,4 @@ def _greedy(
         mask = _causal(valid[:, : column + j + 1], column + j, 1, engine.dtype)
         hidden = run_lm(lm, embed(ids), cache, mask=mask, positions=(next_pos + j)[:, None])[:, -1]
         j += 1
-    return outs
+    return {i: (outs[i], logps[i]) for i in outs}

@@ -32,7 +32,7 @@ from glmasr_live.asr.blocks import Padding, encode_blocks, find_pause, quietest_
 from glmasr_live.asr.engine import AsrEngine
 from glmasr_live.asr.kv import Slot
 from glmasr_live.asr.prompt import PromptParts
-from glmasr_live.asr.rounds import LmRow, extend_prefix, lm_round, slot_store
+from glmasr_live.asr.rounds import LmRow, RowAnswer, extend_prefix, lm_round, slot_store
 from glmasr_live.events import SAMPLE_RATE, Hypothesis, join_text
 from glmasr_live.option_table import AGREEMENT, CONTEXT_S
 
@@ -263,8 +263,9 @@ class StreamingDecoder:
             scripted = self.answer.tokens(len(plan.forced), plan.budget)
         return LmRow(self._slot, embeds, plan.budget, plan.forced, scripted)
 
-    def complete(self, plan: StepPlan, generated: list[int]) -> Hypothesis:
+    def complete(self, plan: StepPlan, answer: RowAnswer) -> Hypothesis:
         """The hypothesis of a step the round has run (commits what agrees)."""
+        generated = answer.ids
         all_ids = plan.forced + generated
         self.stats.steps += 1
         self.stats.decoded_tokens += len(generated)
@@ -284,6 +285,7 @@ class StreamingDecoder:
             committed_ids=tuple(committed_ids),
             context_start=self.context_start,
             forced=len(plan.forced),
+            logprob=answer.mean_logprob,
         )
 
     # ------------------------------------------------------------------ internals

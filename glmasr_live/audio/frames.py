@@ -44,12 +44,12 @@ _warned = False
 
 def _learned_model(s: SegmenterSettings) -> speechprob.SpeechProb | None:
     global _warned
-    if not s.learned:
+    if not (s.learned or s.doubt):
         return None
     reason = speechprob.unavailable_reason()
     if reason is None:
         return speechprob.SpeechProb()
-    if not _warned:
+    if s.learned and not _warned:  # only the caption gate's second opinion: it just stands aside
         log.warning(
             "the segmenter runs without its learned speech test (music, typing may open it): %s", reason
         )
@@ -124,11 +124,16 @@ class FrameAnalyser:
         return max(self._probs, default=0.0)
 
     @property
+    def whisper_like(self) -> bool:
+        """Whether the last frame was whisper-like (False when the learned model is not loaded)."""
+        return bool(self._whispers and self._whispers[-1])
+
+    @property
     def learned_ok(self) -> bool:
         """Whether the learned model (when in use) heard speech within its memory, or, where it
         is deaf (whispers), the frames of the last ``whisper_window_s`` were mostly whisper-like."""
         prob = self.learned_prob
-        if prob is None or prob >= self._s.learned_threshold:
+        if not self._s.learned or prob is None or prob >= self._s.learned_threshold:
             return True
         # A share of the whole window, not of the frames seen: a gap's restart opens nothing.
         need = self._s.whisper_share * self._s.frames(self._s.whisper_window_s)

@@ -82,6 +82,7 @@ class Segmenter:
         self._last_speech_end = 0
         self._utt_start = 0
         self._utt_id = 0
+        self._evidence = [0.0, 0, 0]  # this utterance: learned model's max, frames, whisper-like
 
     # ------------------------------------------------------------------ read-only state (UI)
 
@@ -111,6 +112,15 @@ class Segmenter:
     def noise_floor_dbfs(self) -> float:
         """Tracked noise floor, 100-7900 Hz, in dBFS."""
         return self._an.band_db(self._an.floor)
+
+    @property
+    def open_sure(self) -> bool | None:
+        """How sure the segmenter is, so far, that the open (or candidate) utterance is speech:
+        None when it cannot say (no second opinion), see ``SpeechEnd.sure``."""
+        if self._an.learned_prob is None or not self.settings.doubt:
+            return None
+        best, frames, whispers = self._evidence
+        return best >= self.settings.sure_prob or whispers >= self.settings.sure_whisper_share * max(frames, 1)
 
     @property
     def position(self) -> int:
@@ -187,6 +197,7 @@ class Segmenter:
             if self._state == _IDLE:
                 first = max(self._heard_since, start - self._lookback)
                 self._state, self._first_speech, self._speech_frames = _CANDIDATE, first, 0
+                self._evidence = [0.0, 0, 0]
             self._speech_frames += 1
             self._last_speech_end = end
         elif self._state != _IDLE and (
@@ -199,14 +210,24 @@ class Segmenter:
             self._state = _SPEECH
             self._utt_start = max(self._first_speech - self._pre_roll, self._lower)
             out.append(SpeechStart(self._utt_id, self._utt_start))
+        if self._state != _IDLE:
+            self._weigh()
         if self._state == _SPEECH and end - self._utt_start >= self._max_len:
             out += self._split(end)
         return out
 
+    def _weigh(self) -> None:
+        """This frame's evidence for the utterance's ``sure``."""
+        prob = self._an.learned_prob
+        ev = self._evidence
+        ev[0] = max(ev[0], prob or 0.0)
+        ev[1] += 1
+        ev[2] += self._an.whisper_like
+
     def _close(self, now: int, forced: bool) -> SegmentRecords:
         """End the open utterance ``post_roll`` after its last speech frame (not after ``now``)."""
         end = max(min(self._last_speech_end + self._post_roll, now), self._utt_start + 1)
-        record = SpeechEnd(self._utt_id, end, forced)
+        record = SpeechEnd(self._utt_id, end, forced, self.open_sure)
         self._utt_id += 1
         self._lower = end
         self._state = _IDLE
@@ -218,8 +239,9 @@ class Segmenter:
         if cut >= self._last_speech_end:
             # Already in a pause: end here; the next speech opens a new utterance as usual.
             return self._close(now, forced=True)
-        out: SegmentRecords = [SpeechEnd(self._utt_id, cut, True)]
+        out: SegmentRecords = [SpeechEnd(self._utt_id, cut, True, self.open_sure)]
         self._utt_id += 1
+        self._evidence = [0.0, 0, 0]
         self._utt_start = cut
         out.append(SpeechStart(self._utt_id, cut))
         return out

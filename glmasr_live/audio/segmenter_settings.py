@@ -71,6 +71,14 @@ class SegmenterSettings:
         learned_lookback_s: when the model confirms speech late (a whisper), the utterance
             starts at the run of frames that passed the other two tests, up to this far back
             (then the pre-roll): no clipped first word.
+        doubt: say how sure the segmenter is that each utterance is speech (``SpeechEnd.sure``,
+            for the caption gate in ``policy.py``): the learned model listens as a second
+            opinion even when its test is off, and whisper-like frames are counted. Without the
+            ``vad`` extra nothing is said (``sure`` is None) and the gate stands aside.
+        sure_prob: an utterance is sure when the learned model's probability reached this in it
+            (speech on the benchmarks: p10 0.96; moving non-speech: p90 0.12, docs/segmenter.md)
+        sure_whisper_share: or when this share of its frames were whisper-like (whispers the
+            model is deaf to: 0.30-0.65; moving non-speech at most 0.36).
         whisper_route: with the learned test on, frames the model is deaf to still count when
             they are whisper-like (noise-like but formant-shaped, not impulsive, not an even
             rise over all bands) for ``whisper_share`` of the last ``whisper_window_s``.
@@ -100,6 +108,9 @@ class SegmenterSettings:
     learned: bool = False
     learned_memory_s: float = 0.5
     learned_lookback_s: float = 1.0
+    doubt: bool = True
+    sure_prob: float = 0.5
+    sure_whisper_share: float = 0.4
     whisper_route: bool = True
     whisper_window_s: float = 0.3
     whisper_share: float = 0.5
@@ -116,11 +127,16 @@ class SegmenterSettings:
 
     @classmethod
     def from_sensitivity(
-        cls, sensitivity: float, endpoint_s: float | None = None, vad_model: str = "none"
+        cls,
+        sensitivity: float,
+        endpoint_s: float | None = None,
+        vad_model: str = "none",
+        caption_gate: bool = True,
     ) -> SegmenterSettings:
         """Defaults with the user's knobs set: sensitivity (0 = only clear speech, 1 = the
         faintest), when given the endpoint (``--endpoint``; 0 = always the full hangover), and
-        ``--vad-model`` (``silero`` turns the learned test on)."""
+        ``--vad-model`` (``silero`` turns the learned test on), ``--caption-gate`` (the
+        segmenter's doubt, which the gate needs)."""
         learned = vad_model == "silero"
         if learned:
             from glmasr_live.audio import speechprob
@@ -130,8 +146,10 @@ class SegmenterSettings:
             if reason is not None:  # asked for by name: an error, not a silent fallback
                 raise ConfigError(f"--vad-model silero: {reason}, or pip install 'glmasr-live[vad]'")
         if endpoint_s is None:
-            return cls(sensitivity=float(sensitivity), learned=learned)
-        return cls(sensitivity=float(sensitivity), endpoint_s=float(endpoint_s), learned=learned)
+            return cls(sensitivity=float(sensitivity), learned=learned, doubt=caption_gate)
+        return cls(
+            sensitivity=float(sensitivity), endpoint_s=float(endpoint_s), learned=learned, doubt=caption_gate
+        )
 
     @property
     def snr_threshold_db(self) -> float:

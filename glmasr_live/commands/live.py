@@ -120,6 +120,7 @@ def settings_from(values: dict[str, Any]) -> PipelineSettings:
         interval_s=float(values["interval"]),
         vad_sensitivity=float(values["vad_sensitivity"]),
         vad_model=str(values["vad_model"]),
+        caption_gate=str(values["caption_gate"]),
         endpoint_s=float(values["endpoint"]),
         context_s=float(values["context"]),
         ws=None if values["no_ws"] else values["ws"],

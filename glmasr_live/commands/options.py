@@ -92,6 +92,7 @@ def add_streaming_args(p: argparse.ArgumentParser) -> None:
         "agreement",
         "vad_sensitivity",
         "vad_model",
+        "caption_gate",
         "endpoint",
         "context",
     ):
@@ -110,5 +111,8 @@ def segmenter_settings(args: argparse.Namespace) -> Any:
     from glmasr_live.audio.segmenter import SegmenterSettings
 
     return SegmenterSettings.from_sensitivity(
-        args.vad_sensitivity, args.endpoint, getattr(args, "vad_model", "none")
+        args.vad_sensitivity,
+        args.endpoint,
+        getattr(args, "vad_model", "none"),
+        getattr(args, "caption_gate", "on") == "on",
     )
