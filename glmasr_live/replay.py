@@ -89,7 +89,9 @@ def replay(
     st = settings or ReplaySettings()
     clock = RealtimeClock() if st.realtime else SimulatedClock()
     if policy is None:  # a caller that reads the policy's counters afterwards brings its own
-        policy = StreamPolicy(builder, PolicySettings(interval_s=st.interval_s, partials=st.partials), segmenter)
+        policy = StreamPolicy(
+            builder, PolicySettings(interval_s=st.interval_s, partials=st.partials), segmenter
+        )
     out: list[CaptionEvent] = []
     sched = Scheduler(lambda: decoder)
     stream = sched.open(policy, clock, out.extend)

@@ -120,7 +120,9 @@ class Segmenter:
         if self._an.learned_prob is None or not self.settings.doubt:
             return None
         best, frames, whispers = self._evidence
-        return best >= self.settings.sure_prob or whispers >= self.settings.sure_whisper_share * max(frames, 1)
+        return best >= self.settings.sure_prob or whispers >= self.settings.sure_whisper_share * max(
+            frames, 1
+        )
 
     @property
     def position(self) -> int:
