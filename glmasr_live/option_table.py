@@ -105,7 +105,7 @@ OPTIONS: dict[str, Option] = {
                f"0 (strict) .. 1 (catch everything), default {VAD_SENSITIVITY:g}", "0..1"),
         Option(
             "vad_model", "none", _choice(VAD_MODELS),
-            "none: the segmenter's own tests; silero: also silero-vad's model (needs the vad extra) "
+            "none: the segmenter's own tests; silero: also silero-vad's model "
             "against music, typing and other moving sound; costs some whispered speech (docs/segmenter.md)",
             choices=VAD_MODELS,
         ),

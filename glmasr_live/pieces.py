@@ -23,7 +23,6 @@ frames, merged), so subtitle cues can be timed inside a piece (``captions.cues``
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -32,6 +31,7 @@ import numpy as np
 
 from glmasr_live.audio.segmenter import Segmenter, SegmenterSettings, find_segments
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent, SpeechEnd, SpeechStart, join_text
+from glmasr_live.gate import compression_ratio
 
 _FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms, the segmenter's frame
 _DIP = 1  # frames each side that must be quiet too (a pause, not a stop consonant)
@@ -89,8 +89,7 @@ class Segment:
     @property
     def compression_ratio(self) -> float:
         """Whisper's repetition gauge: UTF-8 bytes over their zlib size (1.0 for no text)."""
-        raw = self.text.encode("utf-8")
-        return len(raw) / len(zlib.compress(raw)) if raw else 1.0
+        return compression_ratio(self.text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,8 +64,8 @@ class SegmenterSettings:
             pass the first two tests; this one tells them from speech. The model is deaf to
             many whispers: ``whisper_route`` lets those through, but whispered recall still
             falls short of the targets (72-100 % by level), so it is off by default
-            (``--vad-model silero``). Needs the ``vad`` extra (onnxruntime, silero-vad); without it
-            the test is skipped with a warning.
+            (``--vad-model silero``). Needs onnxruntime and silero-vad (dependencies); where they
+            are missing the test is skipped with a warning.
         learned_memory_s: how far back the probability may have reached the threshold (the
             model dips between syllables, and whole words, of faint or whispered speech).
         learned_lookback_s: when the model confirms speech late (a whisper), the utterance
@@ -73,8 +73,9 @@ class SegmenterSettings:
             (then the pre-roll): no clipped first word.
         doubt: say how sure the segmenter is that each utterance is speech (``SpeechEnd.sure``,
             for the caption gate in ``policy.py``): the learned model listens as a second
-            opinion even when its test is off, and whisper-like frames are counted. Without the
-            ``vad`` extra nothing is said (``sure`` is None) and the gate stands aside.
+            opinion even when its test is off, and whisper-like frames are counted. Where
+            onnxruntime or the model file is missing nothing is said (``sure`` is None) and
+            the gate stands aside.
         sure_prob: an utterance is sure when the learned model's probability reached this in it
             (speech on the benchmarks: p10 0.96; moving non-speech: p90 0.12, docs/segmenter.md)
         sure_whisper_share: or when this share of its frames were whisper-like (whispers the
