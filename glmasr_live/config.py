@@ -60,7 +60,7 @@ class PipelineSettings:
     agreement: int = AGREEMENT
     interval_s: float = INTERVAL_S
     vad_sensitivity: float = VAD_SENSITIVITY
-    vad_model: str = "none"
+    vad_model: str = OPTIONS["vad_model"].default
     caption_gate: str = OPTIONS["caption_gate"].default
     endpoint_s: float = ENDPOINT_S
     context_s: float = CONTEXT_S

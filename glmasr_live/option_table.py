@@ -28,7 +28,9 @@ CONTEXT_S = 10.0
 """Closed audio (seconds) the streaming decoder keeps in its prompt before settled text leaves it."""
 CONTEXT_MAX_S = 3600.0
 ENCODER_PADDINGS = ("full", "none")
-VAD_MODELS = ("none", "silero")
+VAD_MODELS = ("silero", "silero-frames", "none")
+VAD_MODEL = "silero"
+"""The learned model confirms each utterance (``SegmenterSettings.confirm``)."""
 SWITCH = ("on", "off")
 
 
@@ -104,9 +106,10 @@ OPTIONS: dict[str, Option] = {
         Option("vad_sensitivity", VAD_SENSITIVITY, _float_in(0.0, 1.0),
                f"0 (strict) .. 1 (catch everything), default {VAD_SENSITIVITY:g}", "0..1"),
         Option(
-            "vad_model", "none", _choice(VAD_MODELS),
-            "none: the segmenter's own tests; silero: also silero-vad's model "
-            "against music, typing and other moving sound; costs some whispered speech (docs/segmenter.md)",
+            "vad_model", VAD_MODEL, _choice(VAD_MODELS),
+            "silero (default): silero-vad's model confirms each utterance, so music, typing and other "
+            "moving sound open none; silero-frames: it also judges every frame (costs some whispered "
+            "speech); none: the segmenter's own tests only (docs/segmenter.md)",
             choices=VAD_MODELS,
         ),
         Option(

@@ -423,7 +423,17 @@ def _learned() -> SegmenterSettings:
     reason = speechprob.unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    return SegmenterSettings(learned=True)
+    return SegmenterSettings(learned=True, confirm=False)
+
+
+def _confirming() -> SegmenterSettings:
+    """The default: the learned model confirms each utterance (``--vad-model silero``)."""
+    from glmasr_live.audio import speechprob
+
+    reason = speechprob.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return SegmenterSettings()
 
 
 def flagged(audio: np.ndarray, settings: SegmenterSettings) -> float:
@@ -498,8 +508,82 @@ def test_speech_over_music_is_caught_with_the_learned_test(music: str, snr: floa
     assert any(a <= c.spans[0][0] and b >= c.spans[-1][1] for a, b in segs), seconds(segs)
 
 
+@pytest.mark.parametrize(
+    ("kind", "level"),
+    [("music-pluck", -30), ("music-groove", -45), ("music-pad", -30),
+     ("typing", -35), ("wind", -30), ("dishes", -35), ("doors", -35), ("clicks", -35),
+     pytest.param("music-arpeggio", -30, marks=pytest.mark.xfail(
+         strict=True, reason="silero-vad itself gives >= 0.5 on this seed's first notes: 10.6 % "
+         "flagged, bounded by the evidence timeout (next test); 0 % on the benchmark's seeds"))],
+)  # fmt: skip
+def test_moving_sound_opens_nothing_by_default(kind: str, level: float) -> None:
+    audio = moving(kind, level)
+    assert flagged(audio, _confirming()) <= 0.02
+    if kind.startswith("music"):  # what the confirmation is for: the two tests alone open it
+        assert flagged(audio, dataclasses.replace(_confirming(), confirm=False)) > 0.2
+
+
+def test_one_note_taken_for_speech_holds_the_utterance_open_no_longer_than_the_timeout() -> None:
+    audio = moving("music-arpeggio", -30)  # silero-vad reaches 0.5 on its notes at ~0.4 s
+    s = _confirming()
+    assert flagged(audio, s) <= (0.5 + s.confirm_timeout_s + s.post_roll_s + 0.3) / 20
+    assert flagged(audio, dataclasses.replace(s, confirm_timeout_s=30.0)) > 0.5
+
+
+@pytest.mark.parametrize(
+    ("lang", "variant", "level", "colour", "snr"),
+    [("en", "whisper", -58, "white", 20), ("en", "whisper", -20, "brown", 10), ("cmn", "", -58, "pink", 15),
+     ("en-gb-x-rp", "whisperf", -40, "brown", 10), ("yue", "", -60, "white", 20), ("en", "m3", -50, "pink", 20)],
+)  # fmt: skip
+def test_faint_and_whispered_speech_is_confirmed_whole(
+    lang: str, variant: str, level: float, colour: str, snr: float
+) -> None:
+    c = clip(lang, variant, level, colour, snr)
+    segs = find_segments(c.audio, dataclasses.replace(_confirming(), endpoint_s=0.0))
+    assert len(segs) == 1, seconds(segs)
+    assert segs[0][0] <= c.spans[0][0] - int(0.2 * SR) and segs[0][1] >= c.spans[-1][1]
+
+
+@pytest.mark.parametrize(("music", "snr"), [("music-pluck", 0), ("music-groove", 0), ("music-arpeggio", 5)])
+def test_speech_over_loud_music_is_confirmed(music: str, snr: float) -> None:
+    c = clip("en", "m3", -30, None, 0)
+    x = c.audio + moving(music, -30 - snr, 3, len(c.audio) / SR)[: len(c.audio)]
+    segs = find_segments(x, _confirming())
+    assert any(a <= c.spans[0][0] and b >= c.spans[-1][1] for a, b in segs), seconds(segs)
+
+
+def test_a_confirmed_late_utterance_reaches_back_no_further_than_the_window() -> None:
+    # 8 s of music with no pause, then speech over it: the candidate opened on the music,
+    # the speech confirms it; the utterance starts within the window (+ pre-roll) of the speech,
+    # not 8 s back where the ring buffer no longer holds the audio.
+    c = clip("en", "m3", -30, None, 0)
+    music = moving("music-groove", -40, 5, 8.0 + len(c.audio) / SR)
+    x = music.copy()
+    x[8 * SR : 8 * SR + len(c.audio)] += c.audio[: len(x) - 8 * SR]
+    s = _confirming()
+    segs = find_segments(x, s)
+    first_word = 8 * SR + c.spans[0][0]
+    hits = [(a, b) for a, b in segs if a <= first_word < b]
+    assert hits, seconds(segs)
+    reach = s.samples(s.confirm_window_s + s.pre_roll_s + 1.0)  # + the confirmation's own delay
+    assert first_word - hits[0][0] <= reach, seconds(segs)
+    assert not [a for a, b in segs if b < 8 * SR - SR], seconds(segs)  # the music alone: nothing
+
+
+def test_confirmed_at_its_end_the_utterance_opens_and_closes_at_once() -> None:
+    # Records for a candidate confirmed only by its whole share of whisper-like frames come
+    # together at its end; whatever the block size, the same records.
+    c = clip("en", "whisper", -40, "white", 20)
+    s = _confirming()
+    whole = records(Segmenter(s), c.audio)
+    assert [type(r) for r in whole] == [SpeechStart, SpeechEnd]
+    for block in (160, 480, 4096):
+        assert records(Segmenter(s), c.audio, block) == whole
+
+
 def test_vad_model_flag_reaches_the_segmenter_through_the_cli(tmp_path):
-    """``--vad-model silero`` on a music file: the learned test keeps it out of the captions."""
+    """Music: the default (silero confirms) opens nothing, ``--vad-model none`` opens most of it,
+    ``silero-frames`` nothing; ``transcribe`` shows no final on it by default."""
     from glmasr_live.audio import speechprob
     from glmasr_live.devtools import noisesynth
 
@@ -508,15 +592,15 @@ def test_vad_model_flag_reaches_the_segmenter_through_the_cli(tmp_path):
     path = tmp_path / "music.wav"
     synth.write_wav(path, noisesynth.make("music-groove", 12.0, -30.0, seed=3))
     base = [sys.executable, "-m", "glmasr_live", "vad", str(path), "--json"]
-    plain = json.loads(subprocess.run(base, capture_output=True, text=True, timeout=120, check=True).stdout)
-    learned = json.loads(
-        subprocess.run(
-            [*base, "--vad-model", "silero"], capture_output=True, text=True, timeout=120, check=True
-        ).stdout
-    )
-    assert _speech_seconds(learned) < 0.25 < _speech_seconds(plain), (plain, learned)
+
+    def speech(*flags: str) -> float:
+        done = subprocess.run([*base, *flags], capture_output=True, text=True, timeout=120, check=True)
+        return _speech_seconds(json.loads(done.stdout))
+
+    assert speech() < 0.25 < speech("--vad-model", "none")
+    assert speech("--vad-model", "silero-frames") < 0.25
     cmd = [sys.executable, "-m", "glmasr_live", "transcribe", str(path), "--mode", "streaming", "--model", "demo",
-           "--format", "jsonl", "--vad-model", "silero"]  # fmt: skip
+           "--format", "jsonl"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True).stdout
     assert not [line for line in out.splitlines() if '"type":"final"' in line], out
 

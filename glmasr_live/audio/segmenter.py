@@ -83,6 +83,15 @@ class Segmenter:
         self._utt_start = 0
         self._utt_id = 0
         self._evidence = [0.0, 0, 0]  # this utterance: learned model's max, frames, whisper-like
+        # Confirmation (the second opinion must hear speech before an utterance opens): the
+        # evidence of the candidate's latest frames, (frame start, probability, whisper-like).
+        self._confirming = s.confirm and self._an.learned_prob is not None
+        self._window: deque[tuple[int, float, bool]] = deque(maxlen=s.frames(s.confirm_window_s))
+        self._carry = s.samples(s.confirm_carry_s)
+        self._timeout = s.samples(s.confirm_timeout_s)
+        self._evidence_at = start_sample  # end of the last frame the second opinion heard speech in
+        self._candidate_at = start_sample  # where the current candidate's first frame starts
+        self._confirmed_until = start_sample - self._carry - 1  # last speech frame of an utterance
 
     # ------------------------------------------------------------------ read-only state (UI)
 
@@ -156,9 +165,7 @@ class Segmenter:
         """
         if missing < 0 or sample < self._pos:
             raise ValueError(f"gap ending at {sample} (-{missing}) but {self._pos} samples already fed")
-        at = min(self._pos, sample - missing)
-        out = self._close(at, forced=False) if self._state == _SPEECH else []
-        self._state = _IDLE
+        out = self._end(min(self._pos, sample - missing))
         self._pending = np.zeros(0, np.float32)
         self._pos = self._frame_pos = self._lower = sample
         self._levels.clear()
@@ -167,9 +174,7 @@ class Segmenter:
 
     def flush(self) -> SegmentRecords:
         """End of stream: close an open utterance (a candidate shorter than min speech is dropped)."""
-        out = self._close(self._pos, forced=False) if self._state == _SPEECH else []
-        self._state = _IDLE
-        return out
+        return self._end(self._pos)
 
     # ------------------------------------------------------------------ per frame
 
@@ -199,56 +204,113 @@ class Segmenter:
             if self._state == _IDLE:
                 first = max(self._heard_since, start - self._lookback)
                 self._state, self._first_speech, self._speech_frames = _CANDIDATE, first, 0
+                self._candidate_at = start
                 self._evidence = [0.0, 0, 0]
+                self._window.clear()
             self._speech_frames += 1
             self._last_speech_end = end
         elif self._state != _IDLE and (
             end - self._last_speech_end >= self._hangover or end - self._clear_since >= self._endpoint
         ):
-            if self._state == _SPEECH:
-                out += self._close(end, forced=False)
-            self._state = _IDLE
-        if self._state == _CANDIDATE and self._speech_frames >= self._min_frames:
-            self._state = _SPEECH
-            self._utt_start = max(self._first_speech - self._pre_roll, self._lower)
-            out.append(SpeechStart(self._utt_id, self._utt_start))
+            out += self._end(end)
         if self._state != _IDLE:
-            self._weigh()
+            self._weigh(start)
+        if self._state == _CANDIDATE and self._speech_frames >= self._min_frames and self._confirmed(False):
+            out.append(self._open())
         if self._state == _SPEECH and end - self._utt_start >= self._max_len:
             out += self._split(end)
+        elif self._state == _SPEECH and self._confirming and end - self._evidence_at >= self._timeout:
+            # Confirmed once, then nothing the second opinion calls speech for a while (music
+            # after the speech, or one note it took for speech): split where it went quiet.
+            out += self._split(end, after=self._evidence_at + self._post_roll)
         return out
 
-    def _weigh(self) -> None:
-        """This frame's evidence for the utterance's ``sure``."""
-        prob = self._an.learned_prob
+    def _weigh(self, start: int) -> None:
+        """This frame's evidence for the utterance's ``sure`` and for its confirmation."""
+        prob = self._an.learned_prob or 0.0
         ev = self._evidence
-        ev[0] = max(ev[0], prob or 0.0)
+        ev[0] = max(ev[0], prob)
         ev[1] += 1
         ev[2] += self._an.whisper_like
+        if not self._confirming:
+            return
+        heard = prob >= self.settings.sure_prob or self._an.whispering
+        if heard:
+            self._evidence_at = start + self._frame
+        if self._state == _CANDIDATE:
+            self._window.append((start, prob, self._an.whispering))
+
+    def _confirmed(self, closing: bool) -> bool:
+        """Whether the second opinion heard speech in the candidate: in its latest
+        ``confirm_window_s`` the learned model's probability reached ``sure_prob`` or the whisper
+        route's test passed; at its end, ``sure_whisper_share`` of all its frames were
+        whisper-like; or it follows confirmed speech within ``confirm_carry_s`` (a pause
+        inside one speaker's sentence: the learned model hears loud whispers turned down to
+        the target level faintly, and the second half of a sentence is not asked again)."""
+        if not self._confirming or self._candidate_at - self._confirmed_until <= self._carry:
+            return True
+        s = self.settings
+        if any(p >= s.sure_prob or whispering for _, p, whispering in self._window):
+            return True
+        _, frames, whispers = self._evidence
+        return closing and whispers >= s.sure_whisper_share * max(frames, 1)
+
+    def _open(self) -> SpeechStart:
+        """The candidate becomes an utterance. One confirmed late (sound that moves before the
+        speech, with no pause) starts at the window's oldest frame: never more than
+        ``confirm_window_s`` plus the pre-roll back, so the audio is still in the ring buffer."""
+        first = self._first_speech
+        if self._confirming and len(self._window) == self._window.maxlen:
+            first = max(first, self._window[0][0])
+        self._state = _SPEECH
+        self._evidence_at = max(self._evidence_at, self._frame_pos)  # the timeout counts from here
+        self._utt_start = max(first - self._pre_roll, self._lower)
+        return SpeechStart(self._utt_id, self._utt_start)
+
+    def _end(self, now: int) -> SegmentRecords:
+        """The pause (or the stream) ends what is open: an utterance closes; a candidate the
+        second opinion confirms over its whole window opens and closes at once; others vanish."""
+        out: SegmentRecords = []
+        if self._state == _CANDIDATE and self._speech_frames >= self._min_frames and self._confirmed(True):
+            out.append(self._open())
+        if self._state == _SPEECH:
+            out += self._close(now, forced=False)
+        self._state = _IDLE
+        self._window.clear()
+        return out
 
     def _close(self, now: int, forced: bool) -> SegmentRecords:
         """End the open utterance ``post_roll`` after its last speech frame (not after ``now``)."""
         end = max(min(self._last_speech_end + self._post_roll, now), self._utt_start + 1)
+        self._confirmed_until = self._last_speech_end
         record = SpeechEnd(self._utt_id, end, forced, self.open_sure)
         self._utt_id += 1
         self._lower = end
         self._state = _IDLE
         return [record]
 
-    def _split(self, now: int) -> SegmentRecords:
-        """Split an over-long utterance at the quietest dip of the last ``split_search_s``."""
-        cut = self._quietest_point()
+    def _split(self, now: int, after: int = 0) -> SegmentRecords:
+        """Split an over-long utterance at the quietest dip of the last ``split_search_s`` (and
+        after sample ``after``)."""
+        cut = self._quietest_point(after)
         if cut >= self._last_speech_end:
             # Already in a pause: end here; the next speech opens a new utterance as usual.
             return self._close(now, forced=True)
         out: SegmentRecords = [SpeechEnd(self._utt_id, cut, True, self.open_sure)]
         self._utt_id += 1
         self._evidence = [0.0, 0, 0]
-        self._utt_start = cut
-        out.append(SpeechStart(self._utt_id, cut))
+        self._utt_start = self._lower = cut
+        if not self._confirming:
+            out.append(SpeechStart(self._utt_id, cut))
+            return out
+        # Music after speech would otherwise keep a confirmed utterance open for good: the
+        # rest must be confirmed again (speech going on is, within a frame or a syllable).
+        self._state, self._first_speech, self._speech_frames = _CANDIDATE, cut, self._min_frames
+        self._candidate_at, self._confirmed_until = cut, cut - self._carry - 1
+        self._window.clear()
         return out
 
-    def _quietest_point(self) -> int:
+    def _quietest_point(self, after: int) -> int:
         starts = np.array([s for s, _ in self._levels])
         levels = np.array([v for _, v in self._levels])
         h = self._dip
@@ -257,7 +319,7 @@ class Segmenter:
         padded = np.pad(levels, h, mode="edge")
         width = np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1)
         score = width.max(axis=1)
-        eligible = starts > self._utt_start
+        eligible = starts > max(self._utt_start, after)
         order = np.lexsort((levels, score))
         best = next((int(i) for i in order if eligible[i]), len(starts) - 1)
         return int(starts[best]) + self._frame // 2

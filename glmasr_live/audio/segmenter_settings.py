@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from glmasr_live.events import SAMPLE_RATE
-from glmasr_live.option_table import ENDPOINT_S, HANGOVER_S
+from glmasr_live.option_table import ENDPOINT_S, HANGOVER_S, VAD_MODEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +58,14 @@ class SegmenterSettings:
         max_gain_db: most gain applied (a -60 dBFS whisper needs ~34 dB).
         min_gain_db: least gain (loud speech is turned down to the target, at most this much).
         min_gain_margin_db: the gained noise floor stays at least this far below the target.
-        learned: a third test, a learned one: silero-vad's ONNX model (onnxruntime) hears the
-            gained frames and its speech probability must reach ``learned_threshold`` within
-            the last ``learned_memory_s``. Music, typing, traffic and other sound that moves
-            pass the first two tests; this one tells them from speech. The model is deaf to
+        learned: a third test per frame, a learned one: silero-vad's ONNX model
+            (onnxruntime) hears the frames and its speech probability must reach
+            ``learned_threshold`` within the last ``learned_memory_s``. The model is deaf to
             many whispers: ``whisper_route`` lets those through, but whispered recall still
-            falls short of the targets (72-100 % by level), so it is off by default
-            (``--vad-model silero``). Needs onnxruntime and silero-vad (dependencies); where they
-            are missing the test is skipped with a warning.
+            falls short of the targets (83-100 % by level), so it is off
+            (``--vad-model silero-frames``); ``confirm`` does the job per utterance instead.
+            Needs onnxruntime and silero-vad (dependencies); where they are missing the test is
+            skipped with a warning.
         learned_memory_s: how far back the probability may have reached the threshold (the
             model dips between syllables, and whole words, of faint or whispered speech).
         learned_lookback_s: when the model confirms speech late (a whisper), the utterance
@@ -76,6 +76,28 @@ class SegmenterSettings:
             opinion even when its test is off, and whisper-like frames are counted. Where
             onnxruntime or the model file is missing nothing is said (``sure`` is None) and
             the gate stands aside.
+        confirm: an utterance opens only once the second opinion confirms it (the default,
+            ``--vad-model silero``): music, typing, dishes and other sound that moves pass the
+            first two tests for long stretches, but the learned model rarely reaches
+            ``sure_prob`` on them and the whisper route's test never passed on them in the
+            benchmark. A candidate is confirmed when, in its latest ``confirm_window_s``, the
+            model's probability reached ``sure_prob`` or the whisper route's test passed; at its
+            end, when ``sure_whisper_share`` of its frames were whisper-like; or when it starts
+            within ``confirm_carry_s`` of a confirmed utterance's last speech frame. Once open
+            it is kept whole (every frame that passed the first two tests), so no whispered
+            syllable is cut; the next piece of a forced split must be confirmed again. Costs
+            the onset's confirmation time in latency (a frame or two for voiced speech); the
+            start still points ``pre_roll_s`` before the first speech frame.
+        confirm_window_s: how far back a confirmation reaches: an utterance confirmed late
+            starts at most this far (plus the pre-roll) before the confirming frame, so its
+            audio is still in a 5 s ring buffer.
+        confirm_carry_s: a pause this short after a confirmed utterance needs no confirmation
+            again (the model hears loud whispers faintly once the gain turns them down).
+        confirm_timeout_s: a confirmed utterance in which the second opinion has heard no
+            speech for this long is split at the quietest point since (plus the post-roll), and
+            the rest must be confirmed again: music that goes on after the speech, or one note
+            the model took for speech, does not keep it open (in the benchmark's speech the
+            longest such silence of the second opinion inside an utterance was 0.78 s).
         sure_prob: an utterance is sure when the learned model's probability reached this in it
             (speech on the benchmarks: p10 0.96; moving non-speech: p90 0.12, docs/segmenter.md)
         sure_whisper_share: or when this share of its frames were whisper-like (whispers the
@@ -110,6 +132,10 @@ class SegmenterSettings:
     learned_memory_s: float = 0.5
     learned_lookback_s: float = 1.0
     doubt: bool = True
+    confirm: bool = True
+    confirm_window_s: float = 3.0
+    confirm_carry_s: float = 1.0
+    confirm_timeout_s: float = 1.5
     sure_prob: float = 0.5
     sure_whisper_share: float = 0.4
     whisper_route: bool = True
@@ -131,25 +157,31 @@ class SegmenterSettings:
         cls,
         sensitivity: float,
         endpoint_s: float | None = None,
-        vad_model: str = "none",
+        vad_model: str = VAD_MODEL,
         caption_gate: bool = True,
     ) -> SegmenterSettings:
         """Defaults with the user's knobs set: sensitivity (0 = only clear speech, 1 = the
         faintest), when given the endpoint (``--endpoint``; 0 = always the full hangover), and
-        ``--vad-model`` (``silero`` turns the learned test on), ``--caption-gate`` (the
-        segmenter's doubt, which the gate needs)."""
-        learned = vad_model == "silero"
+        ``--vad-model`` (``silero``: the learned model confirms each utterance; ``silero-frames``:
+        it judges every frame; ``none``: neither), ``--caption-gate`` (the segmenter's doubt,
+        which the gate needs). ``silero`` where onnxruntime or the model is missing runs without
+        the confirmation, with a warning (it is the default: a broken install still captions)."""
+        learned, confirm = vad_model == "silero-frames", vad_model == "silero"
         if learned:
             from glmasr_live.audio import speechprob
             from glmasr_live.errors import ConfigError
 
             reason = speechprob.unavailable_reason()
             if reason is not None:  # asked for by name: an error, not a silent fallback
-                raise ConfigError(f"--vad-model silero: {reason}, or pip install 'glmasr-live[vad]'")
+                raise ConfigError(f"--vad-model silero-frames: {reason}")
         if endpoint_s is None:
-            return cls(sensitivity=float(sensitivity), learned=learned, doubt=caption_gate)
+            return cls(sensitivity=float(sensitivity), learned=learned, confirm=confirm, doubt=caption_gate)
         return cls(
-            sensitivity=float(sensitivity), endpoint_s=float(endpoint_s), learned=learned, doubt=caption_gate
+            sensitivity=float(sensitivity),
+            endpoint_s=float(endpoint_s),
+            learned=learned,
+            confirm=confirm,
+            doubt=caption_gate,
         )
 
     @property

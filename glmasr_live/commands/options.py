@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from glmasr_live.option_table import add_option
+from glmasr_live.option_table import VAD_MODEL, add_option
 
 
 def positive_float(text: str) -> float:
@@ -113,6 +113,6 @@ def segmenter_settings(args: argparse.Namespace) -> Any:
     return SegmenterSettings.from_sensitivity(
         args.vad_sensitivity,
         args.endpoint,
-        getattr(args, "vad_model", "none"),
+        getattr(args, "vad_model", VAD_MODEL),
         getattr(args, "caption_gate", "on") == "on",
     )

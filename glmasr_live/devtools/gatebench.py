@@ -8,6 +8,10 @@ words the gate hid (every word a hidden final held counts, right or wrong: an up
 real words suppressed).
 
     python -m glmasr_live.devtools.gatebench [--quick] [--json OUT] [--model demo]
+        [--vad-model silero|silero-frames|none]
+
+With the default segmenter (silero confirms each utterance) little non-speech reaches the
+model at all; ``--vad-model none`` measures the gate where the segmenter opens on music.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from glmasr_live.devtools import movingbench, noisesynth, vadbench
 from glmasr_live.events import SAMPLE_RATE, is_cjk
+from glmasr_live.option_table import VAD_MODEL, VAD_MODELS, VAD_SENSITIVITY
 
 SPEECH_LEVELS = (-20, -40, -58)
 
@@ -75,7 +80,7 @@ def files(quick: bool) -> Iterator[tuple[str, str, np.ndarray, list[tuple[int, i
         yield "speech", f"{kind} over {music} 10 dB", audio, [w for u in meta.utterances for w in u]
 
 
-def run(engine: Any, quick: bool = False) -> dict[str, Any]:
+def run(engine: Any, quick: bool = False, vad_model: str = VAD_MODEL) -> dict[str, Any]:
     """Every file through the stream policy with the gate on; the tallies as a JSON-ready dict."""
     from glmasr_live.asr.streaming import StreamingDecoder, StreamingSettings
     from glmasr_live.audio.segmenter_settings import SegmenterSettings
@@ -86,7 +91,7 @@ def run(engine: Any, quick: bool = False) -> dict[str, Any]:
     tallies: dict[tuple[str, str], Tally] = {}
     t0 = time.perf_counter()
     for group, kind, audio, spans in files(quick):
-        policy = StreamPolicy(segmenter=SegmenterSettings())
+        policy = StreamPolicy(segmenter=SegmenterSettings.from_sensitivity(VAD_SENSITIVITY, None, vad_model))
         shown = [e.text for e in replay(audio, decoder, policy=policy) if e.type == "final" and e.text]
         hidden = [v.text for v in policy.gate_log if v.kind == "final" and v.text.strip()]
         t = tallies.setdefault((group, kind), Tally())
@@ -159,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a small set (one level per kind, 10 s files)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
     p.add_argument("--model", default="demo", help="model (default: the bundled demo model)")
+    p.add_argument("--vad-model", default=VAD_MODEL, choices=VAD_MODELS, help="the segmenter (as live)")
     args = p.parse_args(argv)
     from glmasr_live.devtools.bench import build_engine
 
-    result = run(build_engine(args.model, "auto", "auto"), args.quick)
-    result["model"] = args.model
+    result = run(build_engine(args.model, "auto", "auto"), args.quick, args.vad_model)
+    result["model"], result["vad_model"] = args.model, args.vad_model
     print(format_table(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

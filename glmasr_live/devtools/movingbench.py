@@ -149,7 +149,7 @@ def run(
     dets = {
         k: v
         for k, v in dets.items()
-        if k in ("segmenter", "segmenter+learned", "webrtc0", "webrtc3", "silero")
+        if k in ("segmenter", "segmenter-none", "segmenter-frames", "webrtc0", "webrtc3", "silero")
     }
     noise, mixes = _score_all(dets, folder, files)
     flagged = {

@@ -218,8 +218,11 @@ def detectors(
 ) -> dict[str, Detector]:
     found = {"segmenter": segmenter_detector(settings)}
     if silero and speechprob.unavailable_reason() is None:
-        learned = dataclasses.replace(settings or SegmenterSettings(), learned=True)
-        found["segmenter+learned"] = segmenter_detector(learned)
+        # The other --vad-model choices: the two tests alone, and silero judging every frame.
+        base = settings or SegmenterSettings()
+        found["segmenter-none"] = segmenter_detector(dataclasses.replace(base, confirm=False))
+        frames = dataclasses.replace(base, learned=True, confirm=False)
+        found["segmenter-frames"] = segmenter_detector(frames)
     found.update({f"webrtc{m}": webrtc_detector(m) for m in range(4)})
     if pad:
         found.update({f"webrtc{m}+pad": padded(webrtc_detector(m)) for m in (0, 3)})
