@@ -90,6 +90,8 @@ class Segmenter:
         self._carry = s.samples(s.confirm_carry_s)
         self._timeout = s.samples(s.confirm_timeout_s)
         self._evidence_at = start_sample  # end of the last frame the second opinion heard speech in
+        self._dropped = (0, start_sample - 2 * self._carry - 1)  # last unconfirmed candidate's span
+        self._reach = s.samples(s.confirm_window_s + s.confirm_carry_s)
         self._candidate_at = start_sample  # where the current candidate's first frame starts
         self._confirmed_until = start_sample - self._carry - 1  # last speech frame of an utterance
 
@@ -257,11 +259,18 @@ class Segmenter:
 
     def _open(self) -> SpeechStart:
         """The candidate becomes an utterance. One confirmed late (sound that moves before the
-        speech, with no pause) starts at the window's oldest frame: never more than
-        ``confirm_window_s`` plus the pre-roll back, so the audio is still in the ring buffer."""
+        speech, with no pause) starts at the window's oldest frame; one that follows an
+        unconfirmed candidate within ``confirm_carry_s`` starts where that one did. Never more
+        than ``confirm_window_s + confirm_carry_s`` plus the pre-roll back, so the audio is
+        still in the policy's buffer (6 s)."""
         first = self._first_speech
         if self._confirming and len(self._window) == self._window.maxlen:
             first = max(first, self._window[0][0])
+        if self._confirming and self._candidate_at - self._dropped[1] <= self._carry:
+            # The first half of a sentence the model did not hear (loud music over it) is the
+            # same speech as this confirmed half: the utterance takes it in, within reach.
+            first = max(min(first, self._dropped[0]), self._frame_pos - self._reach)
+        self._dropped = (0, self._dropped[1] - 2 * self._carry - 1)
         self._state = _SPEECH
         self._evidence_at = max(self._evidence_at, self._frame_pos)  # the timeout counts from here
         self._utt_start = max(first - self._pre_roll, self._lower)
@@ -271,8 +280,11 @@ class Segmenter:
         """The pause (or the stream) ends what is open: an utterance closes; a candidate the
         second opinion confirms over its whole window opens and closes at once; others vanish."""
         out: SegmentRecords = []
-        if self._state == _CANDIDATE and self._speech_frames >= self._min_frames and self._confirmed(True):
-            out.append(self._open())
+        if self._state == _CANDIDATE and self._speech_frames >= self._min_frames:
+            if self._confirmed(True):
+                out.append(self._open())
+            else:
+                self._dropped = (self._first_speech, self._last_speech_end)
         if self._state == _SPEECH:
             out += self._close(now, forced=False)
         self._state = _IDLE

@@ -92,7 +92,9 @@ class SegmenterSettings:
             starts at most this far (plus the pre-roll) before the confirming frame, so its
             audio is still in a 5 s ring buffer.
         confirm_carry_s: a pause this short after a confirmed utterance needs no confirmation
-            again (the model hears loud whispers faintly once the gain turns them down).
+            again (the model hears loud whispers faintly once the gain turns them down); a
+            candidate confirmed this soon after an unconfirmed one takes that one in (the first
+            half of a sentence under loud music).
         confirm_timeout_s: a confirmed utterance in which the second opinion has heard no
             speech for this long is split at the quietest point since (plus the post-roll), and
             the rest must be confirmed again: music that goes on after the speech, or one note
