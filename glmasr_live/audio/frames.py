@@ -42,13 +42,13 @@ log = logging.getLogger(__name__)
 _warned = False
 
 
-def _learned_model(s: SegmenterSettings) -> speechprob.SpeechProb | None:
+def _listeners(s: SegmenterSettings) -> speechprob.Listeners | None:
     global _warned
     if not (s.learned or s.doubt or s.confirm):
         return None
     reason = speechprob.unavailable_reason()
     if reason is None:
-        return speechprob.SpeechProb()
+        return speechprob.Listeners()
     if (s.learned or s.confirm) and not _warned:  # the gate's second opinion just stands aside
         log.warning(
             "the segmenter runs without its learned speech test (music, typing may open it): %s", reason
@@ -95,13 +95,8 @@ class FrameAnalyser:
         self._smoothed: np.ndarray | None = None
         self._previous: np.ndarray | None = None
         self._vad = webrtcvad.Vad(s.webrtc_mode)
-        # Two listeners: one hears the gained frames (quiet and whispered speech at the level
-        # it knows), one the frames as recorded (speech over loud music: the gain, set by the
-        # music, turns it down where the model hears it less; 0 dB music: 50 -> 83 % of
-        # utterances reach 0.5, noise-only files none either way, docs/segmenter.md).
-        self._learned = _learned_model(s)
-        self._as_recorded = _learned_model(s)
-        self._last = np.zeros(2)  # the last gained and recorded samples (the pre-emphasis)
+        self._learned = _listeners(s)
+        self._over = False  # whether the frame being analysed is over the floor
         self._probs: deque[float] = deque(
             maxlen=max(1, round(s.learned_memory_s * SAMPLE_RATE / speechprob.CHUNK))
         )
@@ -115,9 +110,8 @@ class FrameAnalyser:
     def reset_continuity(self) -> None:
         """After a gap: the next frame does not follow the previous one."""
         self._previous = None
-        if self._learned is not None and self._as_recorded is not None:
+        if self._learned is not None:
             self._learned.reset()
-            self._as_recorded.reset()
             self._probs.clear()
         self._whispers.clear()
         self._rises.clear()
@@ -153,13 +147,11 @@ class FrameAnalyser:
         return sum(self._whispers) >= need and sum(self._rises) >= _MIN_RISES
 
     def _listen(self, gained: np.ndarray, recorded: np.ndarray) -> None:
-        if self._learned is not None and self._as_recorded is not None:
-            # Pre-emphasis (a first difference): low-frequency noise (brown, traffic) otherwise
-            # hides whispers from the model; with it their probability rises ~5x (0.03 -> 0.19).
-            one = np.diff(gained, prepend=self._last[0])
-            two = np.diff(recorded, prepend=self._last[1])
-            self._last[:] = gained[-1], recorded[-1]
-            self._probs.extend(map(max, self._learned.feed(one), self._as_recorded.feed(two)))
+        if self._learned is not None:
+            probs = self._learned.feed(gained, recorded, self._over)
+            if not self._learned.awake:
+                self._probs.clear()  # asleep: nothing over the floor to hear for a second
+            self._probs.extend(probs)
 
     def band_db(self, power: np.ndarray) -> float:
         """In-band (100-7900 Hz) level in dBFS of band powers ``power``."""
@@ -173,6 +165,7 @@ class FrameAnalyser:
             # leave the floor where the real noise put it.
             self._previous = np.zeros_like(self.floor)
             silence = np.zeros(len(frame), np.float32)
+            self._over = False
             self._listen(silence, silence)
             return 0.0, DIGITAL_SILENCE_DB, False
         spectrum = np.fft.rfft(frame * self._window, _FFT_SIZE)
@@ -184,7 +177,7 @@ class FrameAnalyser:
         snr = 10 * np.log10(np.maximum(both, 1e-30) / self.floor)
         snr_db = float(np.mean(np.clip(snr, 0.0, _MAX_BAND_SNR_DB)))
         level_db = self.band_db(power)
-        over = snr_db >= self._s.snr_threshold_db
+        over = self._over = snr_db >= self._s.snr_threshold_db
         if over:
             self._track_speech_level(level_db)
         if self._learned is not None:
