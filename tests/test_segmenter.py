@@ -608,3 +608,29 @@ def test_vad_model_flag_reaches_the_segmenter_through_the_cli(tmp_path):
 def _speech_seconds(report) -> float:
     segs = report["segments"] if isinstance(report, dict) else report
     return sum(s["end"] - s["start"] for s in segs)
+
+
+def test_the_second_opinion_sleeps_through_quiet_and_wakes_with_context() -> None:
+    from glmasr_live.audio import speechprob
+
+    if speechprob.unavailable_reason() is not None:
+        pytest.skip(speechprob.unavailable_reason())
+    ears = speechprob.Listeners()
+    frame = np.full(480, 0.001, np.float32)
+    assert not ears.awake and ears.feed(frame, frame, over=False) == []  # quiet from the start
+    awake = [ears.feed(frame, frame, over=True)] + [ears.feed(frame, frame, over=False) for _ in range(33)]
+    assert all(len(p) <= 1 for p in awake[1:]) and ears.awake
+    asleep = [ears.feed(frame, frame, over=False) for _ in range(40)]
+    assert not ears.awake and not any(asleep)  # ~1 s after the last frame over the floor: no model
+    woken = ears.feed(frame, frame, over=True)
+    assert len(woken) >= 30  # the last ~1 s heard first, as context for the onset
+
+
+def test_the_learned_model_sleeps_through_stationary_noise() -> None:
+    # Stationary noise never rises over its floor: the second opinion is never asked.
+    x = synth.noise("pink", 6 * SR, np.random.default_rng(3)) * np.float32(10 ** (-60 / 20))
+    seg = Segmenter(_confirming())
+    for i in range(0, len(x), 480):
+        seg.feed(x[i : i + 480])
+        assert i < SR or not seg._an._learned.awake, i / SR  # the floor settles within a second
+    assert seg.speech_prob == 0.0 and not seg.in_speech
