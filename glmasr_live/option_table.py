@@ -108,7 +108,7 @@ OPTIONS: dict[str, Option] = {
         Option(
             "vad_model", VAD_MODEL, _choice(VAD_MODELS),
             "silero (default): silero-vad's model confirms each utterance, so music, typing and other "
-            "moving sound open none; silero-frames: it also judges every frame (costs some whispered "
+            "moving sound open none; silero-frames: it judges every frame instead (costs some whispered "
             "speech); none: the segmenter's own tests only (docs/segmenter.md)",
             choices=VAD_MODELS,
         ),

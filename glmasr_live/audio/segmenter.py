@@ -14,6 +14,12 @@ noise (mode 0). So each 30 ms frame is judged twice and must pass both:
 
 The per-frame features for both come from :class:`~glmasr_live.audio.frames.FrameAnalyser`.
 
+Music, typing and dishes pass both tests for long stretches, so (``SegmenterSettings.confirm``,
+the default) a run of such frames is only a *candidate* until the second opinion confirms it:
+silero-vad's model (audio/speechprob.py) reaching ``sure_prob``, or the whisper route's test
+for the whispers the model is deaf to. Unconfirmed candidates make no records; a confirmed one
+is kept whole, split again when the second opinion has heard nothing for ``confirm_timeout_s``.
+
 Then the state machine (this module): an utterance opens once ``min_speech_s`` of speech frames
 has come with no pause as long as the hangover, starts ``pre_roll_s`` before its first speech
 frame, closes after ``hangover_s`` of non-speech (``endpoint_s`` when the pause is clearly
