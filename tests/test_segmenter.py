@@ -511,7 +511,7 @@ def test_speech_over_music_is_caught_with_the_learned_test(music: str, snr: floa
 @pytest.mark.parametrize(
     ("kind", "level"),
     [("music-pluck", -30), ("music-groove", -45), ("music-pad", -30),
-     ("typing", -35), ("wind", -30), ("dishes", -35), ("doors", -35), ("clicks", -35),
+     ("typing", -35), ("wind", -30), ("dishes", -35), ("doors", -35), ("clicks", -35), ("babble", -35),
      pytest.param("music-arpeggio", -30, marks=pytest.mark.xfail(
          strict=True, reason="silero-vad itself gives >= 0.5 on this seed's first notes: 10.6 % "
          "flagged, bounded by the evidence timeout (next test); 0 % on the benchmark's seeds"))],
@@ -634,3 +634,12 @@ def test_the_learned_model_sleeps_through_stationary_noise() -> None:
         seg.feed(x[i : i + 480])
         assert i < SR or not seg._an._learned.awake, i / SR  # the floor settles within a second
     assert seg.speech_prob == 0.0 and not seg.in_speech
+
+
+def test_two_distant_talkers_are_speech() -> None:
+    # Babble is speech: with two far-off talkers the segmenter hears it, as a VAD should (six,
+    # the benchmark's babble, are above; how often they open it varies, docs/segmenter.md).
+    from glmasr_live.devtools import noisesynth
+
+    two = synth.set_level(noisesynth.babble(12.0, np.random.default_rng(2), talkers=2), -35)
+    assert flagged(two, _confirming()) > 0.2

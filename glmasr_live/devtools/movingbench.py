@@ -30,9 +30,10 @@ from glmasr_live.devtools import noisesynth, synth
 from glmasr_live.devtools.vadbench import BenchFile, Detector, Tally, cache_root, detectors, score
 from glmasr_live.events import SAMPLE_RATE
 
-MOVING_VERSION = "v2"
+MOVING_VERSION = "v3"
 NOISE_LEVELS = {"music": (-30, -45), "typing": (-35, -50), "clicks": (-35, -50), "doors": (-35, -50),
-                "dishes": (-35, -50), "traffic": (-30, -45), "wind": (-30, -45), "fan-sweep": (-30, -45)}  # fmt: skip
+                "dishes": (-35, -50), "traffic": (-30, -45), "wind": (-30, -45), "fan-sweep": (-30, -45),
+                "babble": (-35, -50)}  # fmt: skip
 SPEECH_KINDS = ("voiced", "whisper", "yue")
 SPEECH_LEVELS = (-25, -40, -55)
 MUSIC_SNRS = (0.0, 5.0, 10.0)

@@ -1,10 +1,13 @@
 """Non-stationary non-speech, synthesised: music, typing, clicks, traffic, wind, doors, dishes,
-a fan changing speed. For the VAD benchmark (glmasr_live.devtools.movingbench) and the segmenter tests.
+a fan changing speed, babble at a distance. For the VAD benchmark
+(glmasr_live.devtools.movingbench) and the segmenter tests.
 
 Every generator takes (seconds, rng) and returns unit-RMS float32 audio at 16 kHz; scale it with
 ``synth.set_level``. Nothing here is speech-like by construction: no formants that move at the
 syllable rate, no voice. Music is plucked strings (Karplus-Strong), a sustained pad, a
-bass-and-drums groove and piano-like arpeggios.
+bass-and-drums groove and piano-like arpeggios. The one exception is babble: six espeak-ng
+talkers at once, far off (reverberant, muffled): speech, but no one's to caption (it needs
+espeak-ng; with two or three talkers it is speech a VAD should hear, docs/segmenter.md).
 """
 
 from __future__ import annotations
@@ -199,6 +202,37 @@ def fan_sweep(seconds: float, rng: np.random.Generator) -> np.ndarray:
     return _unit(0.5 * tone + air)
 
 
+_BABBLE_WORDS = ("hello please start one two three open blue seven four nine zero stop go left "
+                 "right green red up down next back eight six five yes thank you close").split()  # fmt: skip
+_BABBLE_VOICES = (("en-us", "m3"), ("en-gb-x-rp", "f2"), ("en", "m1"), ("en-us", "f4"),
+                  ("en-gb-scotland", "m2"), ("en", "f3"))  # fmt: skip
+
+
+def _talker(voice: synth.Voice, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of one voice talking on and on, starting at a random point."""
+    parts, have = [], 0
+    while have < n + SR:
+        words = [str(w) for w in rng.choice(_BABBLE_WORDS, 6)]
+        parts.append(synth.word_utterance(words, voice, rng, long_pause_p=0.0).audio)
+        have += len(parts[-1])
+    start = int(rng.integers(0, SR))
+    return _unit(np.concatenate(parts)[start : start + n])
+
+
+def babble(seconds: float, rng: np.random.Generator, talkers: int = 6) -> np.ndarray:
+    """``talkers`` voices at once, far off: in a room with a 0.5 s reverberant tail and muffled
+    (the high frequencies fall away over distance: a low-pass at ~2.5 kHz)."""
+    n = int(seconds * SR)
+    x = sum(_talker(synth.Voice(*_BABBLE_VOICES[i % len(_BABBLE_VOICES)]), n, rng) for i in range(talkers))
+    tail = np.arange(SR // 2)
+    room = rng.standard_normal(len(tail)) * np.exp(-tail / (0.08 * SR))
+    room[0] = 3.0  # the direct sound
+    size = 1 << int(np.ceil(np.log2(n + len(room))))
+    freqs = np.fft.rfftfreq(size, 1 / SR)
+    spectrum = np.fft.rfft(x, size) * np.fft.rfft(room, size) / (1 + (freqs / 2500.0) ** 4)
+    return _unit(np.fft.irfft(spectrum, size)[:n])
+
+
 KINDS: dict[str, Generator] = {
     "music-pluck": music_pluck,
     "music-arpeggio": music_arpeggio,
@@ -211,6 +245,7 @@ KINDS: dict[str, Generator] = {
     "doors": doors,
     "dishes": dishes,
     "fan-sweep": fan_sweep,
+    "babble": babble,
 }
 """Every kind of moving non-speech, by name."""
 
