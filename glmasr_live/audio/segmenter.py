@@ -51,7 +51,8 @@ class Segmenter:
     Sample indices are absolute: the first sample fed has index ``start_sample``. A
     ``SpeechStart`` points ``pre_roll_s`` before the utterance's first speech frame, into audio
     already fed: ``min_speech_s`` plus the pre-roll back for clear speech, a second or two more
-    when faint speech is confirmed only after some syllables (keep 5 s in the ring buffer).
+    when speech is confirmed only after some syllables (at most ``confirm_window_s +
+    confirm_carry_s`` plus the pre-roll, 4.3 s by default: keep 5 s in the ring buffer).
     A ``SpeechEnd`` comes ``hangover_s`` after the last speech frame (``endpoint_s`` when the
     pause is clearly silent) and points ``post_roll_s``
     after it. Utterance ids count up from 0. Not thread-safe: one thread feeds it.
@@ -181,7 +182,8 @@ class Segmenter:
         return out
 
     def flush(self) -> SegmentRecords:
-        """End of stream: close an open utterance (a candidate shorter than min speech is dropped)."""
+        """End of stream: close an open utterance; a candidate opens and closes at once if it is
+        confirmed now, else (or when shorter than min speech) it is dropped."""
         return self._end(self._pos)
 
     # ------------------------------------------------------------------ per frame
