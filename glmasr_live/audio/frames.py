@@ -97,9 +97,9 @@ class FrameAnalyser:
         self._vad = webrtcvad.Vad(s.webrtc_mode)
         self._learned = _listeners(s)
         self._over = False  # whether the frame being analysed is over the floor
-        self._probs: deque[float] = deque(
-            maxlen=max(1, round(s.learned_memory_s * SAMPLE_RATE / speechprob.CHUNK))
-        )
+        memory = max(1, round(s.learned_memory_s * SAMPLE_RATE / speechprob.CHUNK))
+        self._probs: deque[float] = deque(maxlen=memory)
+        self._heard: deque[bool] = deque(maxlen=memory)  # chunks over the confirmation's bar
         self._whispers: deque[bool] = deque(maxlen=s.frames(s.whisper_window_s))
         self._rises: deque[bool] = deque(maxlen=s.frames(s.whisper_window_s))
         self._last_level = DIGITAL_SILENCE_DB
@@ -113,6 +113,7 @@ class FrameAnalyser:
         if self._learned is not None:
             self._learned.reset()
             self._probs.clear()
+            self._heard.clear()
         self._whispers.clear()
         self._rises.clear()
 
@@ -122,6 +123,12 @@ class FrameAnalyser:
         if self._learned is None:
             return None
         return max(self._probs, default=0.0)
+
+    @property
+    def learned_heard(self) -> bool:
+        """Whether the learned model heard speech within its memory: a chunk reached
+        ``sure_prob`` (``sure_prob_startup`` in its first second after the start or a gap)."""
+        return any(self._heard)
 
     @property
     def whisper_like(self) -> bool:
@@ -151,7 +158,10 @@ class FrameAnalyser:
             probs = self._learned.feed(gained, recorded, self._over)
             if not self._learned.awake:
                 self._probs.clear()  # asleep: nothing over the floor to hear for a second
+                self._heard.clear()
             self._probs.extend(probs)
+            bar = self._s.sure_prob if self._learned.settled else self._s.sure_prob_startup
+            self._heard.extend(p >= bar for p in probs)
 
     def band_db(self, power: np.ndarray) -> float:
         """In-band (100-7900 Hz) level in dBFS of band powers ``power``."""

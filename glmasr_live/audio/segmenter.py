@@ -91,9 +91,9 @@ class Segmenter:
         self._utt_id = 0
         self._evidence = [0.0, 0, 0]  # this utterance: learned model's max, frames, whisper-like
         # Confirmation (the second opinion must hear speech before an utterance opens): the
-        # evidence of the candidate's latest frames, (frame start, probability, whisper-like).
+        # evidence of the candidate's latest frames, (frame start, whether it heard speech).
         self._confirming = s.confirm and self._an.learned_prob is not None
-        self._window: deque[tuple[int, float, bool]] = deque(maxlen=s.frames(s.confirm_window_s))
+        self._window: deque[tuple[int, bool]] = deque(maxlen=s.frames(s.confirm_window_s))
         self._carry = s.samples(s.confirm_carry_s)
         self._timeout = s.samples(s.confirm_timeout_s)
         self._evidence_at = start_sample  # end of the last frame the second opinion heard speech in
@@ -244,11 +244,11 @@ class Segmenter:
         ev[2] += self._an.whisper_like
         if not self._confirming:
             return
-        heard = prob >= self.settings.sure_prob or self._an.whispering
+        heard = self._an.learned_heard or self._an.whispering
         if heard:
             self._evidence_at = start + self._frame
         if self._state == _CANDIDATE:
-            self._window.append((start, prob, self._an.whispering))
+            self._window.append((start, heard))
 
     def _confirmed(self, closing: bool) -> bool:
         """Whether the second opinion heard speech in the candidate: in its latest
@@ -259,11 +259,10 @@ class Segmenter:
         the target level faintly, and the second half of a sentence is not asked again)."""
         if not self._confirming or self._candidate_at - self._confirmed_until <= self._carry:
             return True
-        s = self.settings
-        if any(p >= s.sure_prob or whispering for _, p, whispering in self._window):
+        if any(heard for _, heard in self._window):
             return True
         _, frames, whispers = self._evidence
-        return closing and whispers >= s.sure_whisper_share * max(frames, 1)
+        return closing and whispers >= self.settings.sure_whisper_share * max(frames, 1)
 
     def _open(self) -> SpeechStart:
         """The candidate becomes an utterance. One confirmed late (sound that moves before the

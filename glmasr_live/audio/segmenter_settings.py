@@ -102,6 +102,10 @@ class SegmenterSettings:
             longest such silence of the second opinion inside an utterance was 0.78 s).
         sure_prob: an utterance is sure when the learned model's probability reached this in it
             (speech on the benchmarks: p10 0.96; moving non-speech: p90 0.12, docs/segmenter.md)
+        sure_prob_startup: for the confirmation, in the model's first second after the stream
+            starts (or a gap) its probability must reach this instead: on the onset of some
+            plucked chords with nothing before them it gives 0.52-0.69, on a word at a stream's
+            very start 0.95-1.0 (docs/segmenter.md).
         sure_whisper_share: or when this share of its frames were whisper-like (whispers the
             model is deaf to: 0.30-0.65; moving non-speech at most 0.36).
         whisper_route: with the learned test on, frames the model is deaf to still count when
@@ -139,6 +143,7 @@ class SegmenterSettings:
     confirm_carry_s: float = 1.0
     confirm_timeout_s: float = 1.5
     sure_prob: float = 0.5
+    sure_prob_startup: float = 0.8
     sure_whisper_share: float = 0.4
     whisper_route: bool = True
     whisper_window_s: float = 0.3

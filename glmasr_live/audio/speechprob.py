@@ -123,6 +123,13 @@ class Listeners:
         self._last = np.zeros(2, np.float32)  # the last gained and recorded samples
         self._quiet = _HOLD_FRAMES  # frames since the last one over the floor: asleep at first
         self._recent: list[tuple[np.ndarray, np.ndarray]] = []
+        self._heard = 0  # samples heard since the start (or a gap)
+
+    @property
+    def settled(self) -> bool:
+        """Whether the model has heard a second of audio since the start or a gap (its first
+        chunks on a sound's onset, with nothing before it, are less reliable)."""
+        return self._heard >= SAMPLE_RATE
 
     @property
     def awake(self) -> bool:
@@ -135,6 +142,7 @@ class Listeners:
         self._last[:] = 0.0
         self._quiet = _HOLD_FRAMES
         self._recent.clear()
+        self._heard = 0
 
     def feed(self, gained: np.ndarray, recorded: np.ndarray, over: bool) -> list[float]:
         """One frame, gained and as recorded, and whether it was over the floor; returns the
@@ -154,4 +162,5 @@ class Listeners:
         one = np.diff(gained, prepend=self._last[0])
         two = np.diff(recorded, prepend=self._last[1])
         self._last[:] = gained[-1], recorded[-1]
+        self._heard += len(gained)
         return list(map(max, self._models[0].feed(one), self._models[1].feed(two)))
