@@ -341,6 +341,8 @@ def test_quick_benchmark_meets_the_targets(tmp_path_factory) -> None:
     assert ours["targets_met"], vadbench.format_table(result)
     assert ours["words_clipped"] == 0.0
     assert {"webrtc0", "webrtc3"} <= set(result["summary"])
+    assert ours["ms_per_frame_speech"] > 0 and ours["ms_per_frame_noise"] > 0
+    assert "ms/frame noise-only" in vadbench.format_table(result)
     whispers = [r for r in result["rows"] if r["method"] == "segmenter" and r["kind"] == "whisper"]
     assert {r["level"] for r in whispers} >= {-58} and all(r["caught"] == 1.0 for r in whispers)
 

@@ -101,12 +101,13 @@ def probabilities(audio: np.ndarray) -> np.ndarray:
 
 
 # The listeners sleep through quiet: no frame over the noise floor for ~1 s (most of a live
-# stream's pauses, a muted participant, stationary noise) and the model is not run (0.58 ->
-# 0.07 ms per 30 ms frame). On waking they first hear the last ~1 s of frames, with their
-# state from before the sleep: the model then has the sound before the onset as context. The
-# segmenter asks for the model's opinion only about frames near ones over the floor. Measured
-# alternatives: a fresh state and 0.3 s of context let plucked chords and a drum groove through
-# (7-9 % flagged); a fresh state and 1 s lost a short word after a pause (voiced -20 dBFS: 94 %).
+# stream's pauses, a muted participant, stationary noise) and the model is not run (vadbench:
+# 0.44 ms per 30 ms frame on speech, 0.064 ms on noise-only files). On waking they first hear
+# the last ~1 s of frames, with their state from before the sleep: the model then has the sound
+# before the onset as context. The segmenter asks for the model's opinion only about frames
+# near ones over the floor. Measured alternatives: a fresh state and 0.3 s of context let
+# plucked chords and a drum groove through (7-9 % flagged); a fresh state and 1 s lost a short
+# word after a pause (voiced -20 dBFS: 94 %).
 _HOLD_FRAMES = 34
 _WARM_UP_FRAMES = 34
 
