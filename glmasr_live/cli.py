@@ -21,8 +21,12 @@ log = logging.getLogger("glmasr_live")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse prints the whole usage; a user wants the one line that says what was wrong.
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # argparse prints the whole usage; a user wants the one line that says what was wrong,
+        # starting like every other error of the command (a subcommand's own prog would say
+        # "glmasr-live transcribe: error:"), with the subcommand named in it.
+        command = self.prog.removeprefix("glmasr-live").strip()
+        where = f" ({command} --help)" if command else ""
+        self.exit(2, f"glmasr-live: error: {message}{where}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,8 +42,9 @@ def _float_in(
             v = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"not a number: {value!r}") from None
-        ok = (v > low if open_low else v >= low) and (high is None or v <= high) and math.isfinite(v)
-        if not ok:  # also refuses nan and infinity
+        if not math.isfinite(v):
+            raise ValueError(f"must be a finite number: {value!r}")
+        if not ((v > low if open_low else v >= low) and (high is None or v <= high)):
             if high is None:
                 raise ValueError(f"must be > {low:g}: {value!r}")
             raise ValueError(f"must be between {low:g} and {high:g}{note}: {value!r}")
@@ -134,15 +135,16 @@ OPTIONS: dict[str, Option] = {
 }  # fmt: skip
 
 
-def parse(name: str, value: Any) -> Any:
-    """``value`` (a flag's text, an environment string, a TOML value) checked; ConfigError if bad."""
+def parse(name: str, value: Any, source: str | None = None) -> Any:
+    """``value`` (a flag's text, an environment string, a TOML value) checked; ConfigError if
+    bad, naming ``source`` (say ``GLMASR_LIVE_INTERVAL``) or else the flag."""
     from glmasr_live.errors import ConfigError
 
     opt = OPTIONS[name]
     try:
         return opt.check(value)
     except ValueError as e:
-        raise ConfigError(f"{opt.flag} {e}") from None
+        raise ConfigError(f"{source or opt.flag} {e}") from None
 
 
 def argparse_type(name: str) -> Callable[[str], Any]:

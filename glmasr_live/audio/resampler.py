@@ -12,15 +12,19 @@ STREAM_RESAMPLE_QUALITY = "HQ"
 
 
 def finite(samples: np.ndarray) -> tuple[np.ndarray, int]:
-    """``samples`` with NaN made silence and infinities full scale, and how many were replaced.
+    """``samples`` with NaN made silence, infinities full scale and everything clipped to
+    -1..1, and how many were not finite.
 
     Applied where audio enters (files, stdin, capture, before any filter): one NaN inside a
-    resampler or the segmenter's level tracking would silence everything after it.
+    resampler or the segmenter's level tracking would silence everything after it, and float
+    input far past full scale (garbage read as f32le holds 1e38s) overflows their arithmetic.
     """
     bad = ~np.isfinite(samples)
     n = int(bad.sum())
     if n:
         samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    if len(samples) and float(np.max(np.abs(samples))) > 1.0:
+        samples = np.clip(samples, -1.0, 1.0)
     return samples, n
 
 

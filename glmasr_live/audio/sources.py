@@ -177,8 +177,8 @@ class _ThreadedSource:
         try:
             self._produce(ring)
         except GlmAsrLiveError as e:
-            self._error = e
-            log.error("%s: %s", self._name, e)
+            self._error = e  # the session raises it at its end: the front end shows it once
+            log.debug("input ended: %s", e)
         except Exception as e:  # a bug, but the pipeline must learn that the input ended
             self._error = AudioInputError(f"{self._name}: input failed: {e!r}")
             log.exception("%s: input thread failed", self._name)
@@ -277,6 +277,8 @@ def decode_pcm(data: bytes | bytearray | memoryview, fmt: str, channels: int) ->
     """Whole frames of raw PCM → (frames, channels) float32."""
     dtype, scale, offset = PCM_FORMATS[fmt]
     x = np.frombuffer(data, dtype=dtype).astype(np.float32)
+    if scale == 1.0:  # float PCM: clipped before the channels are mixed (1e38s would overflow)
+        x = np.clip(x, -1.0, 1.0)
     if offset:
         x += offset
     if scale != 1.0:

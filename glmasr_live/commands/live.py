@@ -89,15 +89,21 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
     out: dict[str, Any] = {}
     for name, default in DEFAULTS.items():
         value = getattr(args, name, None)
-        # The streaming options are checked once, by their table (settings_from); the rest
-        # are converted to the type of their default here.
-        raw = name in OPTIONS
         if value is None and name in env:
-            value = env[name] if raw else coerce(f"GLMASR_LIVE_{name.upper()}", env[name], default)
+            value = _checked(name, f"GLMASR_LIVE_{name.upper()}", env[name], default)
         if value is None and name in conf:
-            value = conf[name] if raw else coerce(f"{name} (config file)", conf[name], default)
+            value = _checked(name, f"{name} (config file)", conf[name], default)
         out[name] = default if value is None else value
     return out
+
+
+def _checked(name: str, source: str, value: Any, default: Any) -> Any:
+    """A value from the environment or the config file, its error naming ``source``: the
+    streaming options through their table (settings_from checks every value again, a flag's
+    too), the rest converted to the type of their default."""
+    if name in OPTIONS:
+        return parse(name, value, source)
+    return coerce(source, value, default)
 
 
 def settings_from(values: dict[str, Any]) -> PipelineSettings:
