@@ -97,6 +97,9 @@ def _one_line(text: str) -> str:
 
 
 def _read_soundfile(p: Path, allow_truncated: bool) -> tuple[np.ndarray, int]:
+    cut_mp3 = mp3_truncation(p)  # before libsndfile opens it: its mp3 decoder warns on stderr
+    if cut_mp3 and not allow_truncated:
+        raise AudioInputError(f"{p}: truncated or corrupt audio file ({cut_mp3})")
     try:
         with sf.SoundFile(str(p)) as f:
             info = f.extra_info
@@ -108,7 +111,7 @@ def _read_soundfile(p: Path, allow_truncated: bool) -> tuple[np.ndarray, int]:
         raise AudioInputError(f"{p}: truncated or corrupt audio file ({_one_line(e.error_string)})") from None
     except (RuntimeError, OSError) as e:  # soundfile raises plain RuntimeError for some decode errors
         raise AudioInputError(f"{p}: truncated or corrupt audio file ({_one_line(str(e))})") from None
-    problem = _truncation(p, info)
+    problem = cut_mp3 or _truncation(p, info)
     if problem:
         if not allow_truncated:
             raise AudioInputError(f"{p}: truncated or corrupt audio file ({problem})")
@@ -122,6 +125,57 @@ def _truncation(p: Path, extra_info: str) -> str | None:
     if "lacks an end-of-stream bit" in extra_info:
         return "the Ogg stream ends without its last page"
     return _riff_truncation(p)
+
+
+def mp3_truncation(p: Path) -> str | None:
+    """Why an MP3 file looks cut short, or None (not an MP3, or no header that tells).
+
+    An encoder's Xing/Info (LAME, ffmpeg) or VBRI header in the first frame gives the stream's
+    size in bytes. libsndfile reports the header's length and then decodes only what is there,
+    so without this a cut file reads as a shorter one, silently.
+    """
+    size = p.stat().st_size
+    with p.open("rb") as f:
+        head = f.read(10)
+        start = _id3v2_size(head)
+        f.seek(start)
+        frame = f.read(256)
+        f.seek(max(0, size - 128))
+        id3v1 = 128 if size - start >= 128 and f.read(3) == b"TAG" else 0
+    declared = _mp3_stream_bytes(frame)
+    present = size - start - id3v1
+    if declared and present < declared:
+        return f"{present} of {declared} MP3 bytes present"
+    return None
+
+
+def _id3v2_size(head: bytes) -> int:
+    """Bytes of the ID3v2 tag at the start of a file (0 without one)."""
+    if len(head) < 10 or head[:3] != b"ID3":
+        return 0
+    body = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+    return 10 + body + (10 if head[5] & 0x10 else 0)  # flag 0x10: a footer follows
+
+
+def _mp3_stream_bytes(frame: bytes) -> int | None:
+    """The stream size a Xing/Info or VBRI header in this first MPEG layer III frame declares."""
+    if len(frame) < 4 or frame[0] != 0xFF or frame[1] & 0xE6 != 0xE2:  # frame sync, layer III
+        return None
+    mpeg1 = frame[1] & 0x18 == 0x18
+    mono = frame[3] & 0xC0 == 0xC0
+    side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    crc = 0 if frame[1] & 0x01 else 2
+    for at in {4 + side, 4 + crc + side}:  # encoders disagree on whether the CRC counts
+        tag = frame[at : at + 16]
+        if tag[:4] in (b"Xing", b"Info") and len(tag) == 16:
+            flags = struct.unpack(">I", tag[4:8])[0]
+            if flags & 0x2:  # bytes present; after the frame count when that is present too
+                return int(struct.unpack(">I", tag[12:16] if flags & 0x1 else tag[8:12])[0]) or None
+            return None
+    vbri = frame[36:50]
+    if vbri[:4] == b"VBRI" and len(vbri) == 14:
+        return int(struct.unpack(">I", vbri[10:14])[0]) or None
+    return None
 
 
 def _riff_truncation(p: Path) -> str | None:

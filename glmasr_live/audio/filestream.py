@@ -31,6 +31,7 @@ from glmasr_live.audio.decode import (
     _one_line,
     _strip_path,
     _truncation,
+    mp3_truncation,
 )
 from glmasr_live.audio.resampler import finite
 from glmasr_live.errors import AudioInputError
@@ -72,7 +73,10 @@ class AudioFile:
         try:
             with sf.SoundFile(str(p)) as f:
                 n = max(1, int(block_s * f.samplerate))
-                for block in f.blocks(blocksize=n, dtype="float32", always_2d=True):
+                # Not f.blocks(): it trusts the header's frame count and hands out the rest of
+                # its last block uninitialised when less decodes (a cut MP3 without a Xing
+                # header); read() returns only the frames that decoded, and 0 at the end.
+                while len(block := f.read(n, dtype="float32", always_2d=True)):
                     yield f.samplerate, _mono(block)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise AudioInputError(f"{p}: truncated or corrupt audio file ({_one_line(str(e))})") from None
@@ -115,6 +119,9 @@ def open_file(path: str | os.PathLike[str]) -> AudioFile:
     """
     p = Path(path)
     _check_path(p)
+    problem = mp3_truncation(p)  # before libsndfile opens it: its mp3 decoder warns on stderr
+    if problem:
+        raise AudioInputError(f"{p}: truncated or corrupt audio file ({problem})")
     try:
         with sf.SoundFile(str(p)) as f:
             info, frames, rate = f.extra_info, f.frames, f.samplerate
