@@ -119,7 +119,7 @@ def test_bad_input_gets_a_close_reason_and_leaves_other_streams_alone(captioner,
         ("room=x&encoding=mp3", [], 1008, "encoding"),
         ("room=x&sample_rate=abc", [], 1008, "sample_rate"),
         ("room=../etc", [], 1008, "room must be"),
-        ("room=x", [b"\x00" * (2 << 20)], 1009, ""),
+        ("room=x", [b"\x00" * (2 << 20)], 1009, "frame over 1048576 bytes"),
     ]
     with RunningServer(captioner, tmp_path) as srv:
 

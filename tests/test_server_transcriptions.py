@@ -97,6 +97,37 @@ def test_verbose_json_segments(client):
     assert got.words is None  # no word timings rather than made-up ones
 
 
+def test_verbose_json_has_segments_whatever_granularities_ask_for(srv):
+    """curl -F 'timestamp_granularities[]=word' -F response_format=verbose_json: segments are
+    always there (the docs say so); words are not, since GLM-ASR has no word timings."""
+    import soundfile as sf
+
+    audio, rate = sf.read(DEMO_WAV, dtype="float32")
+    wav = io.BytesIO()
+    sf.write(wav, audio[: int(8.4 * rate)], rate, format="WAV")  # the first two utterances
+    url = srv.http("/v1/audio/transcriptions")
+
+    async def main() -> list[dict]:
+        bodies = []
+        for wanted in (["word"], ["segment"], ["word", "segment"], []):
+            fields: dict[str, object] = {"file": wav.getvalue(), "response_format": "verbose_json"}
+            body, content_type = multipart(fields)
+            for g in wanted:  # the field repeated, as curl -F sends it twice
+                extra, _ = multipart({"timestamp_granularities[]": g})
+                body = body.replace(b"------glmasr-test-boundary--\r\n", extra)
+            headers = {"Content-Type": content_type}
+            async with aiohttp.ClientSession() as s, s.post(url, data=io.BytesIO(body), headers=headers) as r:
+                assert r.status == 200, await r.text()
+                bodies.append(await r.json())
+        return bodies
+
+    bodies = asyncio.run(main())
+    for body in bodies:
+        assert "words" not in body
+        assert [s["text"] for s in body["segments"]] == [s["text"] for s in bodies[1]["segments"]]
+    assert len(bodies[0]["segments"]) == 2 and cer(" ".join(DEMO_LINES[:2]), bodies[0]["text"]) <= 0.1
+
+
 def test_models_lists_the_served_model(client, srv):
     listed = client.models.list()
     assert [m.id for m in listed.data] == ["demo"]

@@ -11,6 +11,7 @@ Everything here blocks on disk: call it from a worker thread, never on the event
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
@@ -29,12 +30,25 @@ class TranscriptError(GlmAsrLiveError):
     """A transcript file cannot be read or written (disk full, fsync failure, corrupt journal)."""
 
 
+class CorruptJournal(TranscriptError):
+    """A journal line (``line``, 1-based) that is neither an event nor a torn last write; the
+    file is left as it is: it may be someone's data (another tool's JSONL given by mistake)."""
+
+    def __init__(self, path: Path, line: int) -> None:
+        super().__init__(f"transcript journal {path} is corrupt at line {line}; move it aside")
+        self.path, self.line = path, line
+
+
+JOURNAL_LINE_START = b'{"type":"'  # how every line of ours begins, a torn one too
+
+
 class TranscriptJournal:
     """Append-only JSONL journal of final caption events, one ``CaptionEvent.to_json()`` a line.
 
     Opening it repairs a torn last line (a write cut short by a crash: it was never
-    acknowledged) by truncating to the last complete line. ``next_seq`` and ``resume_clock``
-    tell a restarted session where to continue so that sequence numbers and times go on.
+    acknowledged) by truncating to the last complete line; any other bad line is
+    ``CorruptJournal`` (see ``parse_journal``). ``next_seq`` and ``resume_clock`` tell a
+    restarted session where to continue so that sequence numbers and times go on.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -62,10 +76,14 @@ class TranscriptJournal:
             ) from None
         try:
             data = _read_all(fd)
-            good = self._parse(data)
+            finals, good = parse_journal(data, self.path)
+            self._finals.extend(finals)
             if good < len(data):
                 self.repaired_bytes = len(data) - good
                 os.ftruncate(fd, good)
+                os.fsync(fd)
+            elif data and not data.endswith(b"\n"):  # a kept last line gets its newline back
+                os.write(fd, b"\n")
                 os.fsync(fd)
             if created:
                 _fsync_dir(self.path.parent)  # the new name itself must survive a crash
@@ -76,28 +94,6 @@ class TranscriptJournal:
             os.close(fd)
             raise
         self._fd = fd
-
-    def _parse(self, data: bytes) -> int:
-        """Load complete lines; return the length of the intact prefix."""
-        lines = data.split(b"\n")
-        # The piece after the last newline was never completed; with one line of context a
-        # complete but unparsable *last* line is treated the same way (zero-filled tail).
-        offset = 0
-        for i, raw in enumerate(lines[:-1]):
-            end = offset + len(raw) + 1
-            if raw.strip():
-                try:
-                    event = CaptionEvent.from_json(raw.decode("utf-8"))
-                except (ValueError, TypeError, AttributeError) as exc:
-                    if i == len(lines) - 2 and not lines[-1]:
-                        return offset
-                    raise TranscriptError(
-                        f"transcript journal {self.path} is corrupt at line {i + 1}; move it aside"
-                    ) from exc
-                if event.type == "final":  # anything else was never ours to keep
-                    self._finals.append(event)
-            offset = end
-        return offset
 
     @property
     def finals(self) -> list[CaptionEvent]:
@@ -159,6 +155,47 @@ class TranscriptJournal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def parse_journal(data: bytes, path: Path) -> tuple[list[CaptionEvent], int]:
+    """A journal's finals and the length of its intact prefix. Only the piece after the last
+    newline may be dropped, when it is a torn write of ours (cut off before its newline, or
+    zero-filled; a whole event missing only its newline is kept); a complete bad line was
+    written whole by something else: CorruptJournal."""
+    finals: list[CaptionEvent] = []
+    lines = data.split(b"\n")
+    offset = 0
+    for i, raw in enumerate(lines[:-1]):
+        if raw.strip():
+            try:
+                event = CaptionEvent.from_json(raw.decode("utf-8"))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise CorruptJournal(path, i + 1) from exc
+            if event.type == "final":  # anything else was never ours to keep
+                finals.append(event)
+        offset += len(raw) + 1
+    tail = lines[-1]
+    if tail.strip(b"\0").strip():
+        try:  # a whole line whose newline alone was lost (the crash came between them): kept
+            event = CaptionEvent.from_json(tail.decode("utf-8"))
+        except (ValueError, TypeError, AttributeError):
+            if not _torn(tail):
+                raise CorruptJournal(path, len(lines)) from None
+        else:
+            finals += [event] if event.type == "final" else []
+            offset += len(tail)
+    return finals, offset
+
+
+def _torn(tail: bytes) -> bool:
+    head = tail.strip(b"\0")[: len(JOURNAL_LINE_START)]  # zero-filled: the size grew, no data came
+    return JOURNAL_LINE_START.startswith(head)
+
+
+def check_journal(path: Path) -> None:
+    """CorruptJournal (or OSError) if the journal at ``path`` would be refused; read only."""
+    with contextlib.suppress(FileNotFoundError):
+        parse_journal(path.read_bytes(), path)
 
 
 # -- SRT / VTT / TXT ----------------------------------------------------------------------------
@@ -320,6 +357,10 @@ class TranscriptWriter:
         if not journals and not self.outputs:
             raise ConfigError("no transcript paths given")
         journal_path = journals[0] if journals else sidecar_journal(self.outputs[0][0])
+        if not journal_path.parent.is_dir():
+            # Name the path the user gave, not the hidden sidecar journal made from it.
+            given = journals[0] if journals else self.outputs[0][0]
+            raise TranscriptError(f"cannot write transcript {given}: no directory {given.parent}")
         fresh = not journal_path.exists()
         for p, _ in self.outputs:
             if fresh and p.exists() and p.stat().st_size > 0:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from aiohttp import WSMsgType, web
 
+from glmasr_live.captions import transcripts
 from glmasr_live.server.context import CTX, ServerContext
-from glmasr_live.server.rooms import TRANSCRIPT_FORMATS, Outbox, RoomFull, valid_room
+from glmasr_live.server.rooms import TRANSCRIPT_FORMATS, Outbox, RoomFull, RoomUnavailable, valid_room
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {
     ".jsonl": "application/x-ndjson",
@@ -44,6 +48,9 @@ async def captions(request: web.Request) -> web.StreamResponse:
         room = await ctx.join(name)
     except RoomFull as exc:
         await ws.close(code=1013, message=str(exc).encode())
+        return ws
+    except RoomUnavailable as exc:  # logged once by the room; the viewer gets the reason
+        await ws.close(code=1011, message=str(exc).encode()[:123])
         return ws
 
     def drop(why: str) -> None:
@@ -75,6 +82,9 @@ async def transcript(request: web.Request) -> web.StreamResponse:
         return ctx.text(404, "no such transcript")
     if ctx.bus is not None:
         await _caught_up(ctx, name)
+    refused = await _unreadable(ctx, name)
+    if refused is not None:
+        return refused
     path = ctx.rooms.transcript_path(name, fmt)
     try:
         body = path.read_bytes()
@@ -92,13 +102,33 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _unreadable(ctx: ServerContext, name: str) -> web.Response | None:
+    """A 500 naming the fault when the room's journal is corrupt: its SRT/VTT/TXT (if any) were
+    made from an older journal, and an empty answer would read as "nothing said yet". An open
+    room's journal was read whole when it opened, so only a closed room's is checked."""
+    if ctx.rooms.get(name) is not None:
+        return None
+    journal = ctx.rooms.transcript_path(name, ".jsonl")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, transcripts.check_journal, journal)
+    except transcripts.CorruptJournal as exc:
+        log.warning("room %s: transcript refused: %s", name, exc)
+        return ctx.text(500, f"the transcript of room {name} is corrupt (journal line {exc.line}): "
+                             f"the server's operator must move {name}.jsonl aside")  # fmt: skip
+    except OSError as exc:
+        log.warning("room %s: transcript refused: %s", name, exc)
+        return ctx.text(500, f"the transcript of room {name} cannot be read")
+    return None
+
+
 async def _caught_up(ctx: ServerContext, name: str) -> None:
     """With a bus, this replica's copy of a room's transcript may be behind (it was down, or has
     not had the room open since): opening the room catches its journal up from Redis; wait
     (bounded) for those writes. Redis away or the server full: what is on disk is served."""
     try:
         room = await ctx.join(name)
-    except RoomFull:
+    except (RoomFull, RoomUnavailable):
         return
     room.joining += 1  # held open while its journal catches up
     try:

@@ -12,7 +12,8 @@ received), so a client that reconnects after a drop resends from its last ack wi
 
 Close codes: 1000 after the stream's last final (end, idle), 1001 server shutting down, 1003
 text where audio was expected, 1007 a frame that is not the announced audio, 1008 a bad
-parameter or audio faster than the live limit, 1009 a frame over the size limit, 1013 full.
+parameter or audio faster than the live limit, 1009 a frame over the size limit, 1011 the
+room's transcript cannot be opened (a corrupt journal), 1013 full.
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ from aiohttp import WSMsgType, web
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent
 from glmasr_live.server import pcm
 from glmasr_live.server.context import CTX
-from glmasr_live.server.rooms import DEFAULT_ROOM, Outbox, RoomFull, valid_room
+from glmasr_live.server.rooms import DEFAULT_ROOM, BadResume, Outbox, RoomFull, RoomUnavailable, valid_room
 from glmasr_live.server.sessions import StreamSession
 
 log = logging.getLogger(__name__)
 
 MAX_NAME = 64
 ACK_S = 0.25
+REFUSED = {RoomFull: 1013, BadResume: 1008, RoomUnavailable: 1011}
+"""The close code of a stream the server cannot open (a full room, a bad ``resume_at``, a room
+whose transcript cannot be opened)."""
 
 
 class BadRequest(ValueError):
@@ -97,12 +101,41 @@ async def close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
     await ws.close(code=code, message=reason.encode()[:123])
 
 
+HARD_LIMIT_FACTOR = 16
+"""The websocket library's own message limit, in ``max_frame_bytes``: it closes the socket by
+itself (no final sent, no say of ours) and so is set far above the limit the handlers enforce."""
+
+
+class LiveSocket(web.WebSocketResponse):
+    """A live stream's socket. A message over ``limit`` is refused by the handler, which can
+    still finish the open utterance and send its final before closing with 1009 and a reason;
+    only one over the library's own limit (``HARD_LIMIT_FACTOR`` × more, too large to hold)
+    is cut by the library at once, and that close gets a reason too."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(max_msg_size=limit * HARD_LIMIT_FACTOR, heartbeat=20.0)
+        self.limit = limit
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        if code == 1009 and not message:
+            message = f"frame over {self.limit} bytes".encode()
+        return await super().close(code=code, message=message, drain=drain)
+
+
+def oversized(msg: Any, limit: int) -> bool:
+    """Whether a text or binary message is over ``limit`` bytes (text counted as UTF-8)."""
+    data = msg.data
+    if isinstance(data, str):
+        return len(data) > limit or (len(data) * 4 > limit and len(data.encode("utf-8")) > limit)
+    return len(data) > limit
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     refused = ctx.refuse(request, "publish")
     if refused is not None:
         return refused
-    ws = web.WebSocketResponse(max_msg_size=ctx.settings.max_frame_bytes, heartbeat=20.0)
+    ws = LiveSocket(ctx.settings.max_frame_bytes)
     await ws.prepare(request)
     try:
         params = IngestParams.parse(request.query)
@@ -123,10 +156,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         session = StreamSession.open(
             ctx, params.room, params.name, params.sample_rate, params.channels, params.resume_at, deliver
         )
-    except RoomFull as exc:
+    except (RoomFull, BadResume, RoomUnavailable) as exc:  # RoomUnavailable: the room logged it
         if (room := ctx.rooms.get(params.room)) is not None:
             ctx.rooms.release(room)  # opened by join, if no one else is in it
-        await close(ws, 1013, str(exc))
+        await close(ws, REFUSED[type(exc)], str(exc))
         return ws
     ctx.sessions.add(session)
     hello = ctx.hello(session.room, stream=session.id, speaker=session.speaker, finals=False)
@@ -165,6 +198,8 @@ async def _receive(ws: web.WebSocketResponse, ctx: Any, session: StreamSession,
                     return 1001, "server shutting down"
                 return 1000, f"idle: no audio for {s.idle_s:g} s"
             msg = recv.result()
+            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT) and oversized(msg, s.max_frame_bytes):
+                return 1009, f"frame over {s.max_frame_bytes} bytes"
             if msg.type == WSMsgType.BINARY:
                 try:
                     samples = decoder.decode(msg.data)
@@ -175,6 +210,7 @@ async def _receive(ws: web.WebSocketResponse, ctx: Any, session: StreamSession,
                         f"audio faster than {s.max_speed:g}x real time; send files to POST /v1/audio/transcriptions"
                     )
                 session.feed(samples)
+                session.room.hear(session.speaker, base + pace.audio_s)
                 if pace.audio_s - acked >= ACK_S:
                     acked = pace.audio_s
                     outbox.offer(

@@ -25,7 +25,8 @@ Whatever ends the connection, the open utterance is finished, its text sent as d
 ``transcription.done`` follows before the close. Close codes: 1000 client or idle, 1001 server
 shutting down, 1002 a websocket protocol error, 1003 a binary frame (audio goes base64 in
 ``append``), 1008 a bad parameter or audio faster than the live limit (``too_fast``), 1009 a
-message over the size limit, 1013 full (``server_full``). The fatal ones are announced with an
+message over the size limit, 1011 the room's transcript cannot be opened (``transcript_error``),
+1013 full (``server_full``). The fatal ones are announced with an
 ``error`` event first (vLLM's clients read events, not close reasons).
 """
 
@@ -45,8 +46,8 @@ from aiohttp import WSMsgType, web
 from glmasr_live.events import SAMPLE_RATE, CaptionEvent, join_text
 from glmasr_live.server import pcm
 from glmasr_live.server.context import CTX
-from glmasr_live.server.ingest import BadRequest, IngestParams, close
-from glmasr_live.server.rooms import Outbox, RoomFull
+from glmasr_live.server.ingest import BadRequest, IngestParams, LiveSocket, close, oversized
+from glmasr_live.server.rooms import Outbox, RoomFull, RoomUnavailable
 from glmasr_live.server.sessions import StreamSession
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     refused = ctx.refuse(request, "publish")
     if refused is not None:
         return refused
-    ws = web.WebSocketResponse(max_msg_size=ctx.settings.max_frame_bytes, heartbeat=20.0)
+    ws = LiveSocket(ctx.settings.max_frame_bytes)
     await ws.prepare(request)
     try:
         # Only room and name mean something here; the audio format is fixed by the protocol.
@@ -123,6 +124,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         conn.start()
     except RoomFull as exc:
         await close(ws, 1013, str(exc))
+        return ws
+    except RoomUnavailable as exc:  # logged once by the room; the client gets the reason
+        await close(ws, 1011, str(exc))
         return ws
     conn.send(
         {
@@ -191,6 +195,8 @@ class Connection:
                 self.start()
             except RoomFull as exc:
                 raise Fatal(1013, str(exc), "server_full") from exc
+            except RoomUnavailable as exc:
+                raise Fatal(1011, str(exc), "transcript_error") from exc
         assert self.session is not None
         return self.session
 
@@ -226,6 +232,8 @@ class Connection:
                         return 1001, "server shutting down"
                     return 1000, f"idle: no events for {s.idle_s:g} s"
                 msg = recv.result()
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and oversized(msg, s.max_frame_bytes):
+                    raise Fatal(1009, f"message over {s.max_frame_bytes} bytes", "invalid_event")
                 if msg.type == WSMsgType.TEXT:
                     await self.on_text(msg.data)
                 elif msg.type == WSMsgType.BINARY:

@@ -19,13 +19,14 @@ import queue
 import re
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from glmasr_live.captions import transcripts
+from glmasr_live.errors import GlmAsrLiveError
 from glmasr_live.events import CaptionEvent
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,11 @@ ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_ROOM = "default"
 TRANSCRIPT_FORMATS = (".jsonl", ".srt", ".vtt", ".txt")
 Written = concurrent.futures.Future[None]
+MAX_RESUME_S = 30 * 86400.0
+"""The largest ``resume_at`` (30 days of one speaker's audio): past it, float seconds lose the
+precision a room clock needs, and no meeting is that long."""
+MEMORY = 1024
+"""Rooms let go whose clock and speakers are remembered (a reconnect after a drop reopens one)."""
 
 
 def valid_room(name: str) -> bool:
@@ -110,9 +116,14 @@ class RoomJournal:
     """
 
     def __init__(self, directory: Path, room: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.paths = [directory / f"{room}{fmt}" for fmt in TRANSCRIPT_FORMATS]
-        self.writer = transcripts.TranscriptWriter(self.paths, order_by_start=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.writer = transcripts.TranscriptWriter(self.paths, order_by_start=True)
+        except (OSError, GlmAsrLiveError) as exc:
+            # Said once in the log (the operator's to fix) and as the clients' close reason.
+            log.warning("room %s cannot open its transcript: %s", room, exc)
+            raise RoomUnavailable(_unavailable(room, exc)) from None
         # (a final, or None: flushed()'s marker; its future), or None: stop
         self._q: queue.Queue[tuple[CaptionEvent | None, Written] | None] = queue.Queue()
         self.error: Exception | None = None
@@ -166,6 +177,8 @@ class Room:
         self.viewers: set[Outbox] = set()
         self.streams: set[str] = set()
         self.origins: dict[str, float] = {}  # speaker -> where their first stream began
+        # speaker -> (seconds of their audio received, counted as acks count; monotonic when)
+        self.heard: dict[str, tuple[float, float]] = {}
         self.link: Any = None  # the room's ``bus.RoomLink`` when replicas share rooms
         self.joining = 0  # clients waiting for the bus to attach the room
 
@@ -191,10 +204,32 @@ class Room:
             return self.origins[speaker] + resume_at
         origin = self.now()
         if speaker not in self.origins:
-            self.origins[speaker] = origin
+            # An unknown speaker resuming (the server restarted, or the bus lost its origins):
+            # this stream's second 0 is their second ``resume_at``, so their first stream began
+            # that much earlier; the next reconnect then lands where this one's audio went.
+            self.origins[speaker] = origin - (resume_at or 0.0)
             if self.link is not None:
-                self.link.note_origin(speaker, origin)
+                self.link.note_origin(speaker, self.origins[speaker])
         return origin
+
+    def check_resume(self, speaker: str, resume_at: float, max_speed: float, burst_s: float) -> None:
+        """BadResume unless ``resume_at`` can be a point of the speaker's audio: at most what
+        this room heard from them, plus what a live source could have made since (the page
+        drops its oldest audio in a long outage and resumes past the gap) and a burst."""
+        if resume_at > MAX_RESUME_S:
+            raise BadResume(f"resume_at must be seconds from 0 to {MAX_RESUME_S:.0f}")
+        if speaker not in self.heard:
+            return  # their audio was heard elsewhere (another replica, before a restart)
+        heard, at = self.heard[speaker]
+        limit = heard + max_speed * (time.monotonic() - at) + burst_s
+        if resume_at > limit:
+            raise BadResume(
+                f"resume_at={resume_at:g} is past the {heard:.2f} s of audio received from {speaker}"[:123]
+            )
+
+    def hear(self, speaker: str, seconds: float) -> None:
+        """The speaker's audio received so far (their acks' count), for ``check_resume``."""
+        self.heard[speaker] = (seconds, time.monotonic())
 
     def publish(
         self, event: CaptionEvent, offset: float, deliver: Callable[[CaptionEvent], None]
@@ -253,6 +288,23 @@ class RoomFull(Exception):
     """Refused: the close reason (the server, or the room, holds as many streams as it may)."""
 
 
+class RoomUnavailable(Exception):
+    """Refused: the room's transcript cannot be opened (a corrupt journal, a disk fault); the
+    message is the close reason, for the room's clients (no server paths in it)."""
+
+
+class BadResume(ValueError):
+    """Refused: a ``resume_at`` the server cannot place; the message is the close reason."""
+
+
+def _unavailable(room: str, exc: Exception) -> str:
+    if isinstance(exc, transcripts.CorruptJournal):
+        return f"transcript of room {room} is corrupt (journal line {exc.line}): the operator must move {room}.jsonl aside"
+    if isinstance(exc, OSError):
+        return f"room {room}: its transcript cannot be opened ({exc.strerror or exc})"
+    return f"room {room}: its transcript cannot be opened ({type(exc).__name__})"
+
+
 class Rooms:
     """The server's rooms by name; a room with no streams and no viewers is let go."""
 
@@ -262,6 +314,12 @@ class Rooms:
         self.backlog = backlog
         self.max_rooms = max_rooms
         self._rooms: dict[str, Room] = {}
+        # Rooms let go: (their clock then, speakers' origins, what was heard from them). A
+        # speaker whose drop emptied the room reconnects into a new Room; without these its
+        # clock would restart at the journal's last end and place the resumed audio there.
+        self._memory: OrderedDict[str, tuple[float, dict[str, float], dict[str, tuple[float, float]]]] = (
+            OrderedDict()
+        )
 
     def get(self, name: str) -> Room | None:
         return self._rooms.get(name)
@@ -272,6 +330,11 @@ class Rooms:
             if len(self._rooms) >= self.max_rooms:
                 raise RoomFull(f"server full: {self.max_rooms} rooms open")
             room = Room(name, RoomJournal(self.directory, name), self.backlog)
+            if (kept := self._memory.pop(name, None)) is not None:
+                clock, origins, heard = kept
+                room.set_clock(max(room.now(), clock))
+                room.origins.update(origins)
+                room.heard.update(heard)
             self._rooms[name] = room
             if self.bus is not None:
                 room.link = self.bus.link(room)
@@ -281,6 +344,9 @@ class Rooms:
         """Let an idle room go (its journal is closed; reopening it continues the journal)."""
         if room.idle and self._rooms.get(room.name) is room:
             del self._rooms[room.name]
+            self._memory[room.name] = (room.now(), dict(room.origins), dict(room.heard))
+            while len(self._memory) > MEMORY:
+                self._memory.popitem(last=False)
             if room.link is not None:
                 self.bus.unlink(room.link)
             room.journal.close()

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from glmasr_live.events import CaptionEvent
-from glmasr_live.server.rooms import Room, RoomFull, Rooms
+from glmasr_live.server.rooms import BadResume, Room, RoomFull, Rooms
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,21 @@ class StreamSession:
     @classmethod
     def open(cls, ctx: Any, room_name: str, speaker: str, sample_rate: int, channels: int,
              resume_at: float | None, deliver: Callable[[CaptionEvent], None]) -> StreamSession:  # fmt: skip
-        """Join ``room_name`` and start a stream; RoomFull when a limit says no."""
+        """Join ``room_name`` and start a stream; RoomFull when a limit says no, RoomUnavailable
+        when the room's transcript cannot be opened, BadResume for a ``resume_at`` past the
+        speaker's audio."""
         s = ctx.settings
         if ctx.stream_count() >= s.max_streams:
             raise RoomFull(f"server full: {s.max_streams} streams open, try again later")
         room = ctx.rooms.open(room_name)
-        if len(room.streams) >= s.max_streams_per_room:
+        try:
+            if len(room.streams) >= s.max_streams_per_room:
+                raise RoomFull(f"room full: {s.max_streams_per_room} streams open in it, try again later")
+            if resume_at is not None:
+                room.check_resume(speaker, resume_at, s.max_speed, s.burst_s)
+        except (RoomFull, BadResume):
             ctx.rooms.release(room)
-            raise RoomFull(f"room full: {s.max_streams_per_room} streams open in it, try again later")
+            raise
         session = cls(ctx.rooms, room, speaker, room.place(speaker, resume_at), deliver)
         room.streams.add(session.id)
         try:

@@ -285,9 +285,10 @@ def _verbose(result: pieces.FileTranscript, opts: Options, usage: dict[str, Any]
         "duration": result.duration,
         "text": result.text,
     }
-    if "segment" in opts.granularities:
-        body["segments"] = [_segment(s) for s in result.segments]
-    # "word": GLM-ASR gives no word timings, so ``words`` is left out rather than invented.
+    # Segments whatever the granularities asked for: they are what verbose_json is read for,
+    # and a client asking for words as well must not lose them. "word": GLM-ASR gives no word
+    # timings, so ``words`` is left out rather than invented (a piece's times are all we have).
+    body["segments"] = [_segment(s) for s in result.segments]
     body["usage"] = usage
     return body
 
